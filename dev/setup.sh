@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Install what the agent and its tests need on a fresh Debian machine:
+# PostgreSQL 15 server binaries, openssl, and a virtualenv in .venv with the project.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+have_pg() {
+    local bindir
+    bindir=$(pg_config --bindir 2>/dev/null) && [ -x "$bindir/initdb" ] && return 0
+    compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null
+}
+
+missing=()
+have_pg || missing+=(postgresql-15 libpq-dev)
+command -v openssl >/dev/null || missing+=(openssl)
+command -v runuser >/dev/null || missing+=(util-linux)
+python3 -c 'import venv, ensurepip' 2>/dev/null || missing+=(python3-venv)
+if [ ${#missing[@]} -gt 0 ]; then
+    if [ "$(id -u)" -ne 0 ]; then
+        echo "Missing system packages: ${missing[*]} (install them as root)" >&2
+        exit 1
+    fi
+    echo "Installing ${missing[*]} ..." >&2
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+if [ ! -x .venv/bin/python ]; then
+    python3 -m venv .venv
+fi
+stamp=.venv/.installed
+if [ ! -f "$stamp" ] || [ setup.py -nt "$stamp" ]; then
+    .venv/bin/pip install -q --upgrade pip >/dev/null 2>&1 || true
+    .venv/bin/pip install -q -e '.[test]'
+    touch "$stamp"
+fi

@@ -1,0 +1,1 @@
+"""Users file, password hashing, login throttling and the session store."""

@@ -1,0 +1,143 @@
+"""Plugin API and loader.
+
+A plugin is a class registered in the entry-point group ``temboardagent.plugins``.
+The agent instantiates it with a :class:`PluginContext` and calls :meth:`Plugin.load`;
+everything a plugin may touch of the agent goes through that context.
+"""
+
+from __future__ import annotations
+
+import logging
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
+from importlib.metadata import entry_points
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, Protocol
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..config import AgentConfig
+    from ..tasks import Task, TaskContext, TaskManager
+
+logger = logging.getLogger(__name__)
+
+ENTRY_POINT_GROUP = "temboardagent.plugins"
+
+
+@dataclass(frozen=True)
+class Request:
+    """What a route handler sees of an HTTP request (no web framework object)."""
+
+    method: str
+    path: str
+    query: Mapping[str, str]
+    headers: Mapping[str, str]
+    body: Any = field(default_factory=dict)  # parsed JSON; {} for an empty body
+    username: str | None = None  # None when authenticated by the shared key
+    remote_addr: str = ""
+
+
+#: ``handler(request, **path_params) -> JSON-serialisable value``; raise
+#: :class:`temboardagent.errors.HTTPError` subclasses for client errors.
+RouteHandler = Callable[..., Any]
+
+#: Conflict keys are tuples; two keys conflict when one is a prefix of the other,
+#: e.g. ``("db",)`` conflicts with ``("db", "public", "t")``.
+ConflictKey = tuple
+
+
+class PluginContext(Protocol):
+    """The agent as seen by a plugin."""
+
+    name: str
+    #: the plugin's own INI section, raw strings (empty mapping when absent)
+    config: Mapping[str, str]
+    agent_config: AgentConfig
+    tasks: TaskManager
+
+    def add_route(
+        self, method: str, path: str, handler: RouteHandler, *, key_ok: bool = False
+    ) -> None:
+        """Register ``handler`` for ``method`` and a bottle-style ``path``.
+
+        Every route needs a valid session; ``key_ok`` routes (read-only GETs) also
+        accept the shared key (``?key=`` or ``X-TemBoard-Agent-Key``).
+        """
+
+    def add_worker(
+        self,
+        name: str,
+        run: Callable[[TaskContext], str | None],
+        *,
+        conflict_keys: Callable[[Task], Iterable[ConflictKey]],
+        cancel: Callable[[Task], None] | None = None,
+    ) -> None:
+        """Register a task worker by name; see :mod:`temboardagent.tasks`."""
+
+    def connect(
+        self,
+        dbname: str | None = None,
+        *,
+        pooled: bool = True,
+        statement_timeout: int | None = None,
+        lock_timeout: int | None = None,
+    ) -> AbstractContextManager[Any]:
+        """A psycopg2 connection (autocommit) to ``dbname`` as a context manager.
+
+        Timeouts are in milliseconds, set at connection time. ``pooled=False`` for
+        long-running work (maintenance operations) that should not hold a pool slot.
+
+        Raises :class:`temboardagent.errors.ServiceUnavailable` when PostgreSQL is
+        unreachable and :class:`temboardagent.errors.NotFound` for an unknown
+        database.
+        """
+
+
+class Plugin:
+    """Base class of plugins; subclasses override :meth:`load`."""
+
+    name: str = ""
+
+    def __init__(self, context: PluginContext) -> None:
+        self.context = context
+
+    def load(self) -> None:  # pragma: no cover - overridden
+        """Register routes and workers."""
+
+    def unload(self) -> None:
+        """Release resources at agent stop."""
+
+
+class PluginError(Exception):
+    """A plugin could not be found or loaded; ``str()`` names the plugin."""
+
+
+def find_plugin_class(name: str) -> type[Plugin]:
+    """Return the plugin class registered under ``name``."""
+    matches = [ep for ep in entry_points(group=ENTRY_POINT_GROUP) if ep.name == name]
+    if not matches:
+        raise PluginError(f"Missing plugin: {name}")
+    try:
+        cls = matches[0].load()
+    except Exception as exc:
+        raise PluginError(f"Plugin {name} failed to load: {exc}") from exc
+    if not (isinstance(cls, type) and issubclass(cls, Plugin)):
+        raise PluginError(f"Plugin {name} is not a temboardagent Plugin class")
+    return cls
+
+
+def load_plugins(
+    names: Iterable[str], make_context: Callable[[str], PluginContext]
+) -> dict[str, Plugin]:
+    """Instantiate and load each named plugin, in order."""
+    loaded: dict[str, Plugin] = {}
+    for name in names:
+        cls = find_plugin_class(name)
+        try:
+            plugin = cls(make_context(name))
+            plugin.load()
+        except PluginError:
+            raise
+        except Exception as exc:
+            raise PluginError(f"Plugin {name} failed to load: {exc}") from exc
+        logger.info("Loaded plugin %s.", name)
+        loaded[name] = plugin
+    return loaded

@@ -1,0 +1,1 @@
+"""Web layer: the WSGI app (bottle), core routes and the threaded TLS server (cheroot)."""

@@ -1,0 +1,233 @@
+"""The WSGI application: bottle routing wrapped with JSON errors, auth, CORS and access log."""
+
+from __future__ import annotations
+
+import json
+import logging
+import platform
+import time
+from dataclasses import dataclass
+from typing import Any, Callable, Iterable
+
+import bottle
+import psycopg2
+
+from .. import __version__
+from ..auth.gate import Gate
+from ..errors import BadRequest, HTTPError, PayloadTooLarge
+from ..plugins import Request, RouteHandler
+from ..postgres import map_postgres_error
+
+logger = logging.getLogger(__name__)
+access_logger = logging.getLogger("temboardagent.access")
+
+SERVER_HEADER = f"temboard-agent/{__version__} Python/{platform.python_version()}"
+ALLOWED_METHODS = "GET, POST, DELETE, OPTIONS"
+ALLOWED_HEADERS = "X-Session, X-TemBoard-Agent-Key, Content-Type"
+COMMON_HEADERS = [
+    ("Server", SERVER_HEADER),
+    ("Access-Control-Allow-Origin", "*"),
+]
+JSON_TYPE = ("Content-Type", "application/json")
+DRAIN_LIMIT = 16 * 1024 * 1024  # larger refused bodies close the connection instead
+STATUS_LINES = {code: f"{code} {bottle.HTTP_CODES.get(code, 'Error')}" for code in range(100, 600)}
+
+
+@dataclass(frozen=True)
+class RouteInfo:
+    method: str
+    path: str
+    key_ok: bool
+    public: bool
+
+
+def dump_json(data: Any) -> bytes:
+    return json.dumps(data, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+
+
+def _error_body(exc: HTTPError) -> tuple[int, bytes]:
+    return exc.status, dump_json(exc.payload())
+
+
+class WebApp:
+    """Routes registered by the core and plugins, served as a WSGI callable."""
+
+    def __init__(self, gate: Gate, max_body_size: int) -> None:
+        self.gate = gate
+        self.max_body_size = max_body_size
+        self.routes: list[RouteInfo] = []
+        self.bottle = bottle.Bottle(catchall=False, autojson=False)
+        self.bottle.default_error_handler = self._bottle_error  # type: ignore[method-assign]
+
+    # --- registration ----------------------------------------------------
+
+    def add_route(
+        self,
+        method: str,
+        path: str,
+        handler: RouteHandler,
+        *,
+        key_ok: bool = False,
+        public: bool = False,
+    ) -> None:
+        """Register ``handler``; ``public`` routes need no credentials at all."""
+        method = method.upper()
+        if method not in ("GET", "POST", "DELETE"):
+            raise ValueError(f"unsupported method {method}")
+        self.routes.append(RouteInfo(method, path, key_ok, public))
+        self.bottle.route(path, method, self._wrap(handler, key_ok, public))
+
+    def _wrap(self, handler: RouteHandler, key_ok: bool, public: bool) -> Callable:
+        def callback(**params: str) -> bytes:
+            req = bottle.request
+            environ = req.environ
+            try:
+                username = None
+                if not public:
+                    username = self.gate.check(
+                        environ.get("HTTP_X_SESSION"),
+                        _key_of(environ, req),
+                        key_ok,
+                    )
+                request = Request(
+                    method=req.method,
+                    path=req.path,
+                    query=dict(req.query.decode().items()),
+                    headers=req.headers,
+                    body=self._read_body(req) if req.method != "GET" else {},
+                    username=username,
+                    remote_addr=environ.get("REMOTE_ADDR", ""),
+                )
+                environ["temboardagent.username"] = username
+                result = handler(request, **params)
+            except HTTPError as exc:
+                status, body = _error_body(exc)
+            except psycopg2.Error as exc:
+                mapped = map_postgres_error(exc)
+                if mapped.status >= 500 and mapped.status != 503:
+                    logger.exception("Unexpected PostgreSQL error in %s.", req.path)
+                else:
+                    logger.warning("PostgreSQL error in %s: %s", req.path, str(exc).strip())
+                status, body = _error_body(mapped)
+            except Exception:
+                logger.exception("Unhandled error in %s %s.", req.method, req.path)
+                status, body = 500, dump_json({"error": "Internal error."})
+            else:
+                status, body = 200, dump_json(result)
+            bottle.response.status = status
+            bottle.response.content_type = "application/json"
+            return body
+
+        return callback
+
+    def _read_body(self, req: bottle.BaseRequest) -> Any:
+        length = req.content_length
+        stream = req.environ["wsgi.input"]
+        if length > self.max_body_size:
+            _drain(stream, length)
+            raise PayloadTooLarge("Request body is too large.")
+        if length >= 0:
+            raw = stream.read(length) if length else b""
+        elif req.environ.get("HTTP_TRANSFER_ENCODING", "").lower() == "chunked":
+            raw = req.body.read(self.max_body_size + 1)
+        else:
+            raw = b""
+        if len(raw) > self.max_body_size:
+            raise PayloadTooLarge("Request body is too large.")
+        if not raw.strip():
+            return {}
+        try:
+            return json.loads(raw)
+        except (ValueError, UnicodeDecodeError):
+            raise BadRequest("Invalid JSON body.") from None
+
+    def _bottle_error(self, res: bottle.HTTPError) -> bytes:
+        status = res.status_code
+        if status == 404:
+            message = "Not found."
+        elif status == 405:
+            message = "Method not allowed."
+        elif status == 413:
+            message = "Request body is too large."
+        elif status < 500:
+            message = res.body if isinstance(res.body, str) and res.body else "Bad request."
+        else:
+            if res.exception is not None:
+                logger.error("Internal error: %r", res.exception)
+            message = "Internal error."
+        bottle.response.content_type = "application/json"
+        return dump_json({"error": message})
+
+    # --- WSGI -------------------------------------------------------------
+
+    def __call__(self, environ: dict, start_response: Callable) -> Iterable[bytes]:
+        started = time.perf_counter()
+        method = environ.get("REQUEST_METHOD", "")
+        captured: dict[str, Any] = {}
+
+        def start(status: str, headers: list, exc_info: Any = None) -> Any:
+            captured["status"] = status
+            names = {name.lower() for name, _ in headers}
+            headers.extend(h for h in COMMON_HEADERS if h[0].lower() not in names)
+            return start_response(status, headers, exc_info)
+
+        if method == "OPTIONS":
+            result: Iterable[bytes] = self._preflight(start)
+        else:
+            try:
+                result = self.bottle(environ, start)
+            except Exception:
+                logger.exception("Unhandled WSGI error.")
+                body = dump_json({"error": "Internal error."})
+                start(STATUS_LINES[500], [JSON_TYPE, ("Content-Length", str(len(body)))])
+                result = [body]
+        self._log_access(environ, captured.get("status", "500"), started)
+        return result
+
+    @staticmethod
+    def _preflight(start: Callable) -> list[bytes]:
+        start(
+            STATUS_LINES[200],
+            [
+                JSON_TYPE,
+                ("Content-Length", "2"),
+                ("Access-Control-Allow-Methods", ALLOWED_METHODS),
+                ("Access-Control-Allow-Headers", ALLOWED_HEADERS),
+                ("Access-Control-Max-Age", "600"),
+            ],
+        )
+        return [b"{}"]
+
+    @staticmethod
+    def _log_access(environ: dict, status: str, started: float) -> None:
+        if not access_logger.isEnabledFor(logging.INFO):
+            return
+        # Never log the query string: it may carry the key.
+        access_logger.info(
+            "%s %s %s %s %.1fms user=%s",
+            environ.get("REMOTE_ADDR", "-"),
+            environ.get("REQUEST_METHOD", "-"),
+            environ.get("PATH_INFO", "-"),
+            status.split(" ", 1)[0],
+            (time.perf_counter() - started) * 1000,
+            environ.get("temboardagent.username") or "-",
+        )
+
+
+def _drain(stream: Any, length: int) -> None:
+    """Read and drop a refused body so the client gets the reply, not a reset."""
+    if length > DRAIN_LIMIT:
+        bottle.response.set_header("Connection", "close")
+        return
+    while length > 0:
+        chunk = stream.read(min(length, 65536))
+        if not chunk:
+            break
+        length -= len(chunk)
+
+
+def _key_of(environ: dict, req: bottle.BaseRequest) -> str | None:
+    key = environ.get("HTTP_X_TEMBOARD_AGENT_KEY")
+    if key is None and environ.get("QUERY_STRING"):
+        key = req.query.get("key")
+    return key

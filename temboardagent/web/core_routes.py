@@ -1,0 +1,91 @@
+"""Core routes: /login, /logout, /profile, /discover, /openapi.json."""
+
+from __future__ import annotations
+
+import json
+import os
+from importlib import resources
+from typing import TYPE_CHECKING, Any
+
+from ..errors import TooManyRequests, Unauthorized, malformed
+from ..plugins import Request
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..agent import Agent
+
+MAX_CREDENTIAL_LENGTH = 1024
+
+
+def _credential(body: Any, name: str) -> str:
+    value = body.get(name) if isinstance(body, dict) else None
+    if not isinstance(value, str) or not value or len(value) > MAX_CREDENTIAL_LENGTH:
+        raise malformed(name)
+    return value
+
+
+def register(agent: Agent) -> None:
+    web = agent.web
+
+    def login(request: Request) -> dict:
+        username = _credential(request.body, "username")
+        password = _credential(request.body, "password")
+        keys = (f"user:{username}", f"addr:{request.remote_addr}")
+        wait = agent.throttle.retry_after(*keys)
+        if wait > 0:
+            raise TooManyRequests(
+                f"Too many failed logins, retry in {wait:.1f} seconds.",
+                retry_after=round(wait, 1),
+            )
+        if not agent.users.authenticate(username, password):
+            agent.throttle.failure(*keys)
+            raise Unauthorized("Invalid username/password.")
+        agent.throttle.success(*keys)
+        return {"session": agent.sessions.create(username)}
+
+    def logout(request: Request) -> dict:
+        agent.sessions.delete(request.headers["X-Session"])
+        return {"logout": True}
+
+    def profile(request: Request) -> dict:
+        return {"username": request.username}
+
+    def discover(request: Request) -> dict:
+        info = agent.postgres.server_info()
+        return {
+            "hostname": agent.config.temboard.hostname,
+            "cpu": os.cpu_count(),
+            "memory_size": _memory_size(),
+            "pg_port": info["port"],
+            "pg_version": info["version"],
+            "pg_version_summary": info["version_summary"],
+            "pg_data": info["data_directory"],
+            "pg_block_size": info["block_size"],
+            "plugins": list(agent.plugins),
+        }
+
+    openapi = _load_openapi()
+
+    def openapi_json(request: Request) -> dict:
+        return openapi
+
+    web.add_route("POST", "/login", login, public=True)
+    web.add_route("GET", "/logout", logout)
+    web.add_route("GET", "/profile", profile)
+    web.add_route("GET", "/discover", discover, key_ok=True)
+    web.add_route("GET", "/openapi.json", openapi_json, public=True)
+
+
+def _memory_size() -> int:
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+
+
+def _load_openapi() -> dict:
+    try:
+        text = resources.files("temboardagent").joinpath("openapi.json").read_text()
+    except (FileNotFoundError, OSError):
+        return {
+            "openapi": "3.1.0",
+            "info": {"title": "temboard-agent", "version": "0"},
+            "paths": {},
+        }
+    return json.loads(text)

@@ -1,0 +1,64 @@
+"""Fixtures: a throwaway PostgreSQL cluster and a real agent process over HTTPS."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import psycopg2
+import pytest
+
+from temboardagent.embedded import EmbeddedCluster
+
+from .agentproc import AgentProcess
+
+
+@pytest.fixture(scope="session")
+def workdir():
+    path = Path(tempfile.mkdtemp(prefix="tbagent-test-"))
+    os.chmod(path, 0o755)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def pg(workdir):
+    """A running PostgreSQL 15 cluster, trust auth, superuser ``postgres``."""
+    cluster = EmbeddedCluster(workdir / "pg")
+    cluster.init()
+    cluster.start()
+    yield cluster
+    cluster.destroy()
+
+
+@pytest.fixture
+def pgconn(pg):
+    """Factory of autocommit superuser connections: ``pgconn(dbname='postgres')``."""
+    conns = []
+
+    def connect(dbname: str = "postgres"):
+        conn = psycopg2.connect(pg.dsn(dbname))
+        conn.autocommit = True
+        conns.append(conn)
+        return conn
+
+    yield connect
+    for conn in conns:
+        conn.close()
+
+
+@pytest.fixture(scope="session")
+def agent(pg, workdir):
+    """A running agent (maintenance plugin loaded) shared by the session.
+
+    ``agent.get/post/delete(path, **kw)`` send requests with a valid session;
+    ``agent.anon`` is a plain ``requests.Session`` (no credentials);
+    ``agent.key`` is the shared key; ``agent.url`` the base URL.
+    """
+    proc = AgentProcess(workdir / "agent", pg)
+    proc.start()
+    proc.login()
+    yield proc
+    proc.stop()

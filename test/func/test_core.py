@@ -1,0 +1,319 @@
+"""The agent core over real HTTPS: auth, sessions, errors, headers, plugins, server."""
+
+from __future__ import annotations
+
+import socket
+import ssl
+import subprocess
+import sys
+import time
+
+import pytest
+
+from temboardagent.auth.passwords import legacy_hash
+
+from .agentproc import AgentProcess
+
+SESSION_RE = r"^[0-9a-f]{64}$"
+
+
+def test_login_profile_logout(agent):
+    anon = agent.anon
+    resp = anon.post(
+        agent.url + "/login", json={"username": agent.username, "password": agent.password}
+    )
+    assert resp.status_code == 200
+    session = resp.json()["session"]
+    assert len(session) == 64 and session == session.lower()
+    int(session, 16)
+    headers = {"X-Session": session}
+    resp = anon.get(agent.url + "/profile", headers=headers)
+    assert resp.status_code == 200
+    assert resp.json() == {"username": agent.username}
+    resp = anon.get(agent.url + "/logout", headers=headers)
+    assert resp.json() == {"logout": True}
+    resp = anon.get(agent.url + "/profile", headers=headers)
+    assert resp.status_code == 401
+    assert resp.json() == {"error": "Invalid session."}
+
+
+def test_several_sessions_per_user(agent):
+    first = agent.anon.post(
+        agent.url + "/login", json={"username": agent.username, "password": agent.password}
+    ).json()["session"]
+    second = agent.anon.post(
+        agent.url + "/login", json={"username": agent.username, "password": agent.password}
+    ).json()["session"]
+    assert first != second
+    for session in (first, second):
+        resp = agent.anon.get(agent.url + "/profile", headers={"X-Session": session})
+        assert resp.status_code == 200
+
+
+def test_login_errors(agent):
+    url = agent.url + "/login"
+    resp = agent.anon.post(url, json={"username": "nobody", "password": "whatever"})
+    assert resp.status_code == 401
+    assert resp.json() == {"error": "Invalid username/password."}
+    resp = agent.anon.post(url, json={"username": 42, "password": "x"})
+    assert resp.status_code == 406
+    assert resp.json() == {"error": "Parameter 'username' is malformed."}
+    resp = agent.anon.post(url, json={"username": "alice"})
+    assert resp.status_code == 406
+    assert resp.json() == {"error": "Parameter 'password' is malformed."}
+    resp = agent.anon.post(url, data="{not json")
+    assert resp.status_code == 400
+    assert resp.headers["Content-Type"] == "application/json"
+    assert "error" in resp.json()
+
+
+def test_form_labelled_json_body(agent):
+    """The temboard UI sends JSON labelled application/x-www-form-urlencoded."""
+    body = '{"username": "%s", "password": "%s"}' % (agent.username, agent.password)
+    resp = agent.anon.post(
+        agent.url + "/login",
+        data=body,
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+    )
+    assert resp.status_code == 200, resp.text
+
+
+def test_session_header_errors(agent):
+    url = agent.url + "/profile"
+    resp = agent.anon.get(url)
+    assert resp.status_code == 406
+    assert resp.json() == {"error": "Parameter 'X-Session' is malformed."}
+    resp = agent.anon.get(url, headers={"X-Session": "not-hex"})
+    assert resp.status_code == 406
+    resp = agent.anon.get(url, headers={"X-Session": "0" * 64})
+    assert resp.status_code == 401
+    assert resp.json() == {"error": "Invalid session."}
+
+
+def test_key_on_read_only_routes_only(agent):
+    resp = agent.anon.get(agent.url + "/discover", params={"key": agent.key})
+    assert resp.status_code == 200, resp.text
+    resp = agent.anon.get(agent.url + "/discover", headers={"X-TemBoard-Agent-Key": agent.key})
+    assert resp.status_code == 200
+    resp = agent.anon.get(agent.url + "/discover", params={"key": "wrong-key-value"})
+    assert resp.status_code == 401
+    # /profile and /logout are session-only
+    resp = agent.anon.get(agent.url + "/profile", params={"key": agent.key})
+    assert resp.status_code == 406
+    # a POST is judged by its session, never by the key
+    resp = agent.anon.post(
+        agent.url + "/maintenance/postgres/analyze",
+        params={"key": agent.key},
+        headers={"X-Session": "0" * 64, "X-TemBoard-Agent-Key": agent.key},
+        json={},
+    )
+    assert resp.status_code == 401
+
+
+def test_discover(agent, pg):
+    resp = agent.get("/discover")
+    assert resp.status_code == 200
+    data = resp.json()
+    assert set(data) == {
+        "hostname", "cpu", "memory_size", "pg_port", "pg_version",
+        "pg_version_summary", "pg_data", "pg_block_size", "plugins",
+    }  # fmt: skip
+    assert data["hostname"] == "test.example"
+    assert data["pg_port"] == pg.port
+    assert data["pg_version_summary"].startswith("PostgreSQL 15")
+    assert data["pg_block_size"] == 8192
+    assert data["pg_data"] == str(pg.datadir)
+    assert data["plugins"] == ["maintenance"]
+    assert isinstance(data["cpu"], int) and isinstance(data["memory_size"], int)
+
+
+def test_uniform_errors_and_headers(agent):
+    resp = agent.get("/no/such/route")
+    assert resp.status_code == 404
+    assert resp.headers["Content-Type"] == "application/json"
+    assert resp.json() == {"error": "Not found."}
+    assert resp.headers["Access-Control-Allow-Origin"] == "*"
+    assert resp.headers["Server"].startswith("temboard-agent/")
+    assert " Python/3." in resp.headers["Server"]
+    resp = agent.delete("/profile")
+    assert resp.status_code == 405
+    assert resp.json() == {"error": "Method not allowed."}
+
+
+def test_body_too_large(agent):
+    resp = agent.anon.post(agent.url + "/login", data=b"{" + b" " * (1024 * 1024 + 10) + b"}")
+    assert resp.status_code == 413
+    assert resp.json() == {"error": "Request body is too large."}
+
+
+def test_preflight(agent):
+    resp = agent.anon.options(agent.url + "/maintenance/postgres/vacuum")
+    assert resp.status_code == 200
+    assert "X-Session" in resp.headers["Access-Control-Allow-Headers"]
+    assert "Content-Type" in resp.headers["Access-Control-Allow-Headers"]
+    assert "POST" in resp.headers["Access-Control-Allow-Methods"]
+    assert resp.headers["Access-Control-Allow-Origin"] == "*"
+
+
+def test_tls_1_2_minimum(agent):
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    ctx.maximum_version = ssl.TLSVersion.TLSv1_1
+    try:
+        ctx.minimum_version = ssl.TLSVersion.TLSv1
+    except ValueError:
+        pytest.skip("local OpenSSL cannot even offer TLS 1.1")
+    with socket.create_connection(("127.0.0.1", agent.port), timeout=5) as raw:
+        with pytest.raises((ssl.SSLError, ConnectionError)):
+            with ctx.wrap_socket(raw) as tls:
+                tls.sendall(b"GET /openapi.json HTTP/1.1\r\nHost: x\r\n\r\n")
+                tls.recv(10)
+
+
+def test_idle_connection_does_not_block(agent):
+    """A client that connects and sends nothing must not stall other clients."""
+    idle = [socket.create_connection(("127.0.0.1", agent.port)) for _ in range(3)]
+    try:
+        started = time.monotonic()
+        fresh = agent.new_session()
+        resp = fresh.get(agent.url + "/profile", headers={"X-Session": agent.session_id}, timeout=5)
+        assert resp.status_code == 200
+        assert time.monotonic() - started < 3
+    finally:
+        for sock in idle:
+            sock.close()
+
+
+def test_plain_http_refused(agent):
+    with socket.create_connection(("127.0.0.1", agent.port), timeout=5) as sock:
+        sock.sendall(b"GET /openapi.json HTTP/1.1\r\nHost: x\r\n\r\n")
+        reply = sock.recv(100)
+    assert not reply.startswith(b"HTTP/1.1 200")
+
+
+def test_no_secret_in_logs(agent):
+    agent.anon.get(agent.url + "/discover", params={"key": agent.key})
+    agent.anon.post(
+        agent.url + "/login", json={"username": agent.username, "password": agent.password}
+    )
+    log = agent.logfile.read_text()
+    assert agent.key not in log
+    assert agent.password not in log
+    assert agent.session_id not in log
+    assert "GET /discover 200" in log
+
+
+@pytest.fixture
+def private_agent(pg, tmp_path):
+    """An agent of its own, for tests that restart or reconfigure it."""
+    tmp_path.chmod(0o755)
+    procs = []
+
+    def make(**kw) -> AgentProcess:
+        proc = AgentProcess(tmp_path / f"agent{len(procs)}", pg, **kw)
+        procs.append(proc)
+        return proc
+
+    yield make
+    for proc in procs:
+        proc.stop()
+
+
+def test_session_survives_restart(private_agent):
+    proc = private_agent()
+    proc.start()
+    session = proc.login()
+    proc.restart()
+    resp = proc.new_session().get(proc.url + "/profile", headers={"X-Session": session})
+    assert resp.status_code == 200
+    assert resp.json() == {"username": proc.username}
+
+
+def test_session_expiry(private_agent):
+    proc = private_agent(extra_conf="")
+    proc.write_config()
+    text = proc.conf.read_text().replace("[postgresql]", "session_expiry = 2\n\n[postgresql]")
+    proc.start()
+    proc.stop()
+    proc.conf.write_text(text)
+    proc.write_config = lambda: None  # keep the edited file
+    proc.start()
+    session = proc.login()
+    for _ in range(3):  # sliding: activity keeps it alive past the 2 s expiry
+        time.sleep(1)
+        assert proc.get("/profile").status_code == 200
+    time.sleep(2.5)
+    resp = proc.get("/profile")
+    assert resp.status_code == 401
+    assert session
+
+
+def test_legacy_password_hash(private_agent):
+    proc = private_agent()
+    proc.home.mkdir(parents=True)
+    (proc.home / "users").write_text(f"bob:{legacy_hash('bob', 'legacy-pass')}\n")
+    proc.start()
+    resp = proc.anon.post(proc.url + "/login", json={"username": "bob", "password": "legacy-pass"})
+    assert resp.status_code == 200
+    resp = proc.anon.post(proc.url + "/login", json={"username": "bob", "password": "wrong"})
+    assert resp.status_code == 401
+
+
+def test_throttling(private_agent):
+    proc = private_agent()
+    proc.start()
+    statuses = []
+    for _ in range(12):
+        resp = proc.anon.post(
+            proc.url + "/login", json={"username": proc.username, "password": "bad"}
+        )
+        statuses.append(resp.status_code)
+    assert statuses[:5] == [401] * 5
+    assert 429 in statuses
+    resp = proc.anon.post(
+        proc.url + "/login", json={"username": proc.username, "password": proc.password}
+    )
+    if resp.status_code == 429:
+        wait = resp.json()["retry_after"]
+        assert wait <= 10
+        time.sleep(wait + 0.1)
+        resp = proc.anon.post(
+            proc.url + "/login", json={"username": proc.username, "password": proc.password}
+        )
+    assert resp.status_code == 200
+
+
+def test_missing_plugin(private_agent):
+    proc = private_agent(plugins='["nope"]')
+    proc.write_config()
+    result = subprocess.run(
+        [sys.executable, "-m", "temboardagent", "-c", str(proc.conf)],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert result.returncode == 1
+    assert "Missing plugin: nope" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_bad_config_value(private_agent):
+    proc = private_agent()
+    proc.write_config()
+    text = proc.conf.read_text().replace(f"port = {proc.port}", "port = lots")
+    proc.conf.write_text(text)
+    result = subprocess.run(
+        [sys.executable, "-m", "temboardagent", "-c", str(proc.conf)],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [
+        "temboard-agent: error: temboard.port: 'lots' is not an integer"
+    ]
+
+
+def test_version():
+    result = subprocess.run(
+        [sys.executable, "-m", "temboardagent", "--version"], capture_output=True, text=True
+    )
+    assert result.returncode == 0
+    assert result.stdout.startswith("temboard-agent ")
