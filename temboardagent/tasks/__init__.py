@@ -1,0 +1,41 @@
+"""Durable task list: SQLite persistence, scheduler thread, worker pool."""
+
+from __future__ import annotations
+
+from .manager import (
+    CRASH_REASON,
+    SHUTDOWN_REASON,
+    TaskContext,
+    TaskManager,
+    UnknownWorker,
+    WorkerSpec,
+    conflicts,
+)
+from .model import (
+    FINISHED,
+    PENDING,
+    STATUSES,
+    Task,
+    TaskError,
+    TaskExists,
+    TaskFinished,
+    TaskNotFound,
+)
+
+__all__ = [
+    "CRASH_REASON",
+    "FINISHED",
+    "PENDING",
+    "SHUTDOWN_REASON",
+    "STATUSES",
+    "Task",
+    "TaskContext",
+    "TaskError",
+    "TaskExists",
+    "TaskFinished",
+    "TaskManager",
+    "TaskNotFound",
+    "UnknownWorker",
+    "WorkerSpec",
+    "conflicts",
+]
