@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import atexit
 import logging
 import logging.handlers
+import queue
 import sys
 
 from .config import LoggingConfig
@@ -11,6 +13,20 @@ from .errors import ConfigError
 
 FORMAT = "%(asctime)s temboard-agent[%(process)d]: [%(name)s] %(levelname)s: %(message)s"
 SYSLOG_FORMAT = "temboard-agent[%(process)d]: [%(name)s] %(levelname)s: %(message)s"
+
+
+_listener: logging.handlers.QueueListener | None = None
+
+
+def flush_logging() -> None:
+    """Write out queued records and stop the writer thread."""
+    global _listener
+    if _listener is not None:
+        _listener.stop()
+        _listener = None
+
+
+atexit.register(flush_logging)
 
 
 def setup_logging(cfg: LoggingConfig) -> None:
@@ -37,11 +53,20 @@ def setup_logging(cfg: LoggingConfig) -> None:
     else:
         handler = logging.StreamHandler(sys.stderr)
         handler.setFormatter(logging.Formatter(FORMAT))
+    global _listener
     root = logging.getLogger()
     for old in list(root.handlers):
         root.removeHandler(old)
         old.close()
-    root.addHandler(handler)
+    if _listener is not None:
+        _listener.stop()
+        for old in _listener.handlers:
+            old.close()
+    # Request threads only enqueue records; one thread formats and writes them.
+    records: queue.SimpleQueue = queue.SimpleQueue()
+    _listener = logging.handlers.QueueListener(records, handler, respect_handler_level=False)
+    _listener.start()
+    root.addHandler(logging.handlers.QueueHandler(records))
     root.setLevel(cfg.level)
     # cheroot's error log goes through its own logger; keep it at our level
     logging.getLogger("cheroot").setLevel(cfg.level)
