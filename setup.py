@@ -20,7 +20,6 @@ setup(
     python_requires=">=3.9",
     packages=find_packages(include=["temboardagent", "temboardagent.*"]),
     package_data={
-        "temboardagent": ["openapi.json"],
         "temboardagent.plugins.maintenance": ["sql/*.sql"],
     },
     install_requires=[

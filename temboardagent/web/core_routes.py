@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import json
 import os
-from importlib import resources
 from typing import TYPE_CHECKING, Any
 
+from .. import openapi
 from ..errors import TooManyRequests, Unauthorized, malformed
 from ..plugins import Request
 
@@ -63,10 +62,8 @@ def register(agent: Agent) -> None:
             "plugins": list(agent.plugins),
         }
 
-    openapi = _load_openapi()
-
     def openapi_json(request: Request) -> dict:
-        return openapi
+        return openapi.document()
 
     web.add_route("POST", "/login", login, public=True)
     web.add_route("GET", "/logout", logout)
@@ -77,15 +74,3 @@ def register(agent: Agent) -> None:
 
 def _memory_size() -> int:
     return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-
-
-def _load_openapi() -> dict:
-    try:
-        text = resources.files("temboardagent").joinpath("openapi.json").read_text()
-    except (FileNotFoundError, OSError):
-        return {
-            "openapi": "3.1.0",
-            "info": {"title": "temboard-agent", "version": "0"},
-            "paths": {},
-        }
-    return json.loads(text)

@@ -1,0 +1,420 @@
+"""The OpenAPI 3.1 description of the whole API, served at ``GET /openapi.json``.
+
+Written declaratively (not derived from the route table) so that a test can
+compare the two: every registered route must be documented and vice versa.
+"""
+
+from __future__ import annotations
+
+import copy
+from functools import lru_cache
+from typing import Any
+
+from . import __version__
+
+KINDS = ("vacuum", "analyze", "reindex")
+OP_ID = {"type": "string", "pattern": "^[0-9a-f]{8}$", "example": "229cc880"}
+DATETIME = {
+    "type": "string",
+    "pattern": r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z$",
+    "example": "2019-03-22T12:24:39Z",
+}
+STATUSES = ["todo", "queued", "doing", "done", "failed", "canceled", "aborted"]
+
+
+def _ref(name: str) -> dict:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _nullable(schema_type: str, **extra: Any) -> dict:
+    return {"type": [schema_type, "null"], **extra}
+
+
+def _obj(props: dict, required: list[str] | None = None, extra: bool = True) -> dict:
+    schema: dict[str, Any] = {"type": "object", "properties": props}
+    schema["required"] = sorted(props) if required is None else required
+    if not extra:
+        schema["additionalProperties"] = False
+    return schema
+
+
+NUM = _nullable("number")
+INT = _nullable("integer")
+STR = _nullable("string")
+SIZE_FIELDS = {
+    "indexes_bloat_bytes": NUM,
+    "indexes_bloat_size": STR,
+    "indexes_bytes": NUM,
+    "indexes_size": STR,
+    "n_indexes": NUM,
+    "n_tables": NUM,
+    "tables_bloat_bytes": NUM,
+    "tables_bloat_size": STR,
+    "tables_bytes": NUM,
+    "tables_size": STR,
+    "toast_bytes": NUM,
+    "toast_size": STR,
+    "total_bytes": NUM,
+    "total_size": STR,
+}
+INDEX_FIELDS = {
+    "bloat_bytes": NUM,
+    "bloat_size": STR,
+    "def": {"type": "string"},
+    "idx_tup_fetch": INT,
+    "idx_tup_read": INT,
+    "indexrelname": {"type": "string"},
+    "indisunique": {"type": "boolean"},
+    "name": {"type": "string"},
+    "number_of_columns": {"type": "integer"},
+    "scans": INT,
+    "tablename": {"type": "string"},
+    "tablespace": STR,
+    "total_bytes": INT,
+    "total_size": STR,
+    "type": {"type": "string"},
+}
+TABLE_FIELDS = {
+    "bloat_bytes": NUM,
+    "bloat_size": STR,
+    "index_bloat_bytes": NUM,
+    "index_bloat_size": STR,
+    "index_bytes": INT,
+    "index_size": STR,
+    "n_indexes": {"type": "integer"},
+    "name": {"type": "string"},
+    "row_estimate": NUM,
+    "table_bytes": INT,
+    "table_size": STR,
+    "toast_bytes": INT,
+    "toast_size": STR,
+    "total_bytes": INT,
+    "total_size": STR,
+}
+STAT_TIMESTAMPS = ("last_analyze", "last_autoanalyze", "last_autovacuum", "last_vacuum")
+STAT_COUNTERS = (
+    "analyze_count", "autoanalyze_count", "autovacuum_count", "vacuum_count", "idx_scan",
+    "idx_tup_fetch", "n_dead_tup", "n_live_tup", "n_mod_since_analyze", "n_tup_del",
+    "n_tup_hot_upd", "n_tup_ins", "n_tup_upd", "seq_scan", "seq_tup_read",
+)  # fmt: skip
+LIST_ITEM = {
+    "id": OP_ID,
+    "dbname": {"type": "string"},
+    "schema": STR,
+    "table": STR,
+    "index": STR,
+    "mode": STR,
+    "datetime": DATETIME,
+    "status": {"type": "string", "enum": STATUSES},
+}
+HISTORY_ITEM = {
+    **LIST_ITEM,
+    "sql": STR,
+    "created": DATETIME,
+    "started": {"type": ["string", "null"], "pattern": DATETIME["pattern"]},
+    "finished": {"type": ["string", "null"], "pattern": DATETIME["pattern"]},
+    "duration": NUM,
+    "error": STR,
+}
+
+SCHEMAS: dict[str, Any] = {
+    "Error": _obj(
+        {
+            "error": {"type": "string"},
+            "id": {**OP_ID, "description": "the pending duplicate (409 of a POST)"},
+            "retry_after": {"type": "number", "description": "seconds (429 of /login)"},
+        },
+        required=["error"],
+        extra=False,
+    ),
+    "Credentials": _obj(
+        {
+            "username": {"type": "string", "minLength": 1},
+            "password": {"type": "string", "minLength": 1},
+        }
+    ),
+    "Session": _obj({"session": {"type": "string", "pattern": "^[0-9a-f]{64}$"}}, extra=False),
+    "Logout": _obj({"logout": {"const": True}}, extra=False),
+    "Profile": _obj({"username": STR}, extra=False),
+    "Discover": _obj(
+        {
+            "hostname": {"type": "string"},
+            "cpu": INT,
+            "memory_size": {"type": "integer"},
+            "pg_port": {"type": "integer"},
+            "pg_version": {"type": "string"},
+            "pg_version_summary": {"type": "string"},
+            "pg_data": STR,
+            "pg_block_size": {"type": "integer"},
+            "plugins": {"type": "array", "items": {"type": "string"}},
+        }
+    ),
+    "Instance": _obj(
+        {
+            "databases": {"type": "array", "items": _ref("DatabaseSummary")},
+            "instance": _obj({"total_bytes": NUM, "total_size": STR}),
+        }
+    ),
+    "DatabaseSummary": _obj({"datname": {"type": "string"}, **SIZE_FIELDS}),
+    "Database": _obj(
+        {
+            "schemas": {"type": "array", "items": _ref("SchemaSummary")},
+            "total_bytes": NUM,
+            "total_size": STR,
+        }
+    ),
+    "SchemaSummary": _obj({"name": {"type": "string"}, **SIZE_FIELDS}),
+    "Schema": _obj(
+        {
+            "indexes": {"type": "array", "items": _ref("Index")},
+            "size": STR,
+            "tables": {"type": "array", "items": _ref("TableSummary")},
+            "total_bytes": NUM,
+        }
+    ),
+    "Index": _obj(INDEX_FIELDS),
+    "TableSummary": _obj(TABLE_FIELDS),
+    "Table": _obj(
+        {
+            **TABLE_FIELDS,
+            **{name: STR for name in STAT_TIMESTAMPS},
+            **{name: INT for name in STAT_COUNTERS},
+            "fillfactor": {"type": "integer"},
+            "indexes": {"type": "array", "items": _ref("Index")},
+            "relid": {"type": "string"},
+            "relname": {"type": "string"},
+            "schemaname": {"type": "string"},
+        }
+    ),
+    "OperationRequest": {
+        "type": "object",
+        "properties": {
+            "mode": {
+                "type": "string",
+                "description": "comma-joined subset of full, freeze, analyze (VACUUM only)",
+                "example": "full,analyze",
+            },
+            "datetime": {**DATETIME, "description": "UTC start time; absent means now"},
+        },
+    },
+    "OperationId": _obj({"id": OP_ID}, extra=False),
+    "ScheduledOperation": _obj(LIST_ITEM),
+    "Operation": _obj(HISTORY_ITEM),
+    "Canceled": _obj({"response": {"const": "ok"}}, extra=False),
+}
+
+ERROR_TEXT = {
+    "400": "Invalid JSON body.",
+    "401": "Invalid session, key or credentials.",
+    "404": "Unknown route or object.",
+    "405": "Method not allowed.",
+    "406": "Malformed header or parameter, e.g. Parameter 'X-Session' is malformed.",
+    "409": "Conflict: duplicate pending operation, or operation already finished.",
+    "413": "Request body too large.",
+    "429": "Too many failed logins; retry later.",
+    "500": "Internal error.",
+    "503": "PostgreSQL is unreachable or a query timed out.",
+}
+
+SESSION_HEADER = {
+    "name": "X-Session",
+    "in": "header",
+    "required": False,
+    "description": "Session id from POST /login",
+    "schema": {"type": "string"},
+}
+KEY_QUERY = {
+    "name": "key",
+    "in": "query",
+    "required": False,
+    "description": "Agent's shared key (read-only routes)",
+    "schema": {"type": "string"},
+}
+KEY_HEADER = {
+    "name": "X-TemBoard-Agent-Key",
+    "in": "header",
+    "required": False,
+    "description": "Agent's shared key (read-only routes)",
+    "schema": {"type": "string"},
+}
+PARAM_TEXT = {
+    "dbname": "Database name (percent-encoded)",
+    "schema": "Schema name (percent-encoded)",
+    "table": "Table name (percent-encoded)",
+    "index": "Index name (percent-encoded)",
+    "operation": "Operation id",
+}
+
+
+def _json(schema: dict) -> dict:
+    return {"application/json": {"schema": schema}}
+
+
+def _error(code: str) -> dict:
+    return {"description": ERROR_TEXT[code], "content": _json(_ref("Error"))}
+
+
+def _operation(
+    method: str,
+    path: str,
+    summary: str,
+    reply: dict,
+    *,
+    auth: str = "session",
+    errors: tuple[str, ...] = (),
+    body: dict | None = None,
+    parameters: list[dict] | None = None,
+    tag: str = "maintenance",
+) -> tuple[str, str, dict]:
+    params: list[dict] = []
+    for name in _path_params(path):
+        param = {
+            "name": name,
+            "in": "path",
+            "required": True,
+            "description": PARAM_TEXT[name],
+            "schema": OP_ID if name == "operation" else {"type": "string", "minLength": 1},
+        }
+        params.append(param)
+    security: list[dict] = []
+    codes = set(errors) | {"500"}
+    if auth in ("session", "key"):
+        params.append(SESSION_HEADER)
+        security.append({"session": []})
+        codes |= {"401", "406"}
+    if auth == "key":
+        params += [KEY_QUERY, KEY_HEADER]
+        security += [{"key": []}, {"keyHeader": []}]
+    if body is not None:
+        codes |= {"400", "413"}
+    params += parameters or []
+    op: dict[str, Any] = {
+        "summary": summary,
+        "tags": [tag],
+        "operationId": method.lower() + path.replace("/", "_").replace("{", "").replace("}", ""),
+        "parameters": params,
+        "security": security,
+        "responses": {"200": {"description": "OK", "content": _json(reply)}}
+        | {code: _error(code) for code in sorted(codes)},
+    }
+    if body is not None:
+        op["requestBody"] = {"required": False, "content": _json(body)}
+    return method.lower(), path, op
+
+
+def _path_params(path: str) -> list[str]:
+    return [part[1:-1] for part in path.split("/") if part.startswith("{")]
+
+
+def operations() -> list[tuple[str, str, dict]]:
+    """Every (method, path, operation object) of the API."""
+    ops = [
+        _operation(
+            "POST", "/login", "Open a session", _ref("Session"), auth="public",
+            errors=("401", "406", "429"), body=_ref("Credentials"), tag="core",
+        ),
+        _operation("GET", "/logout", "Close the session", _ref("Logout"), tag="core"),
+        _operation("GET", "/profile", "Who is logged in", _ref("Profile"), tag="core"),
+        _operation(
+            "GET", "/discover", "Host and PostgreSQL facts", _ref("Discover"), auth="key",
+            errors=("503",), tag="core",
+        ),
+        _operation(
+            "GET", "/openapi.json", "This document", {"type": "object"}, auth="public", tag="core"
+        ),
+    ]  # fmt: skip
+    db = "/maintenance/{dbname}"
+    schema = db + "/schema/{schema}"
+    table = schema + "/table/{table}"
+    index = schema + "/index/{index}"
+    read_errors = ("404", "409", "503")
+    ops += [
+        _operation("GET", "/maintenance", "Instance and databases sizes", _ref("Instance"),
+                   auth="key", errors=("503",)),
+        _operation("GET", db, "One database: schemas sizes", _ref("Database"), auth="key",
+                   errors=read_errors),
+        _operation("GET", schema, "One schema: tables and indexes", _ref("Schema"), auth="key",
+                   errors=read_errors),
+        _operation("GET", table, "One table: statistics, sizes, indexes", _ref("Table"),
+                   auth="key", errors=read_errors),
+    ]  # fmt: skip
+    scheduled = {"type": "array", "items": _ref("ScheduledOperation")}
+    post_errors = ("404", "406", "409", "503")
+    list_errors = ("404", "503")
+    history_params = [
+        {"name": "db", "in": "query", "required": False, "schema": {"type": "string"},
+         "description": "only this database"},
+        {"name": "status", "in": "query", "required": False,
+         "schema": {"type": "string", "enum": STATUSES}, "description": "only this status"},
+        {"name": "limit", "in": "query", "required": False,
+         "schema": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 100}},
+        {"name": "offset", "in": "query", "required": False,
+         "schema": {"type": "integer", "minimum": 0, "default": 0}},
+    ]  # fmt: skip
+    for kind in KINDS:
+        label = kind.upper()
+        ops += [
+            _operation("GET", f"/maintenance/{kind}/scheduled",
+                       f"Pending and running {label} operations", scheduled, auth="key"),
+            _operation("GET", f"/maintenance/{kind}/history", f"{label} operations, newest first",
+                       {"type": "array", "items": _ref("Operation")}, auth="key",
+                       errors=("406",), parameters=history_params),
+            _operation("GET", f"/maintenance/{kind}/{{operation}}", f"One {label} operation",
+                       _ref("Operation"), auth="key", errors=("404",)),
+            _operation("DELETE", f"/maintenance/{kind}/{{operation}}",
+                       f"Cancel a {label} operation", _ref("Canceled"), errors=("404", "409")),
+            _operation("POST", f"{db}/{kind}", f"{label} the database, now or later",
+                       _ref("OperationId"), errors=post_errors, body=_ref("OperationRequest")),
+            _operation("POST", f"{table}/{kind}", f"{label} the table, now or later",
+                       _ref("OperationId"), errors=post_errors, body=_ref("OperationRequest")),
+            _operation("GET", f"{db}/{kind}/scheduled", f"{label} operations of the database",
+                       scheduled, auth="key", errors=list_errors),
+            _operation("GET", f"{table}/{kind}/scheduled",
+                       f"{label} operations of the table"
+                       + (" (reindex: the schema's list)" if kind == "reindex" else ""),
+                       scheduled, auth="key", errors=list_errors),
+        ]  # fmt: skip
+    ops += [
+        _operation("POST", f"{index}/reindex", "REINDEX the index, now or later",
+                   _ref("OperationId"), errors=post_errors, body=_ref("OperationRequest")),
+        _operation("GET", f"{schema}/reindex/scheduled", "REINDEX operations of the schema",
+                   scheduled, auth="key", errors=list_errors),
+        _operation("GET", schema + "/{index}/table/{table}/reindex/scheduled",
+                   "Alias of the schema's REINDEX list (spec path)", scheduled, auth="key",
+                   errors=list_errors),
+    ]  # fmt: skip
+    return ops
+
+
+@lru_cache(maxsize=1)
+def _document() -> dict:
+    paths: dict[str, dict] = {}
+    for method, path, op in operations():
+        paths.setdefault(path, {})[method] = op
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "temboard-agent",
+            "version": __version__,
+            "description": (
+                "PostgreSQL remote control agent with its maintenance plugin. Every reply is "
+                'JSON; errors are {"error": "..."}. GET routes accept a session (X-Session) '
+                "or the agent's key; POST and DELETE need a session."
+            ),
+        },
+        "servers": [{"url": "/"}],
+        "paths": paths,
+        "components": {
+            "schemas": SCHEMAS,
+            "securitySchemes": {
+                "session": {"type": "apiKey", "in": "header", "name": "X-Session"},
+                "key": {"type": "apiKey", "in": "query", "name": "key"},
+                "keyHeader": {"type": "apiKey", "in": "header", "name": "X-TemBoard-Agent-Key"},
+            },
+        },
+    }
+
+
+def document() -> dict:
+    """A copy of the OpenAPI document."""
+    return copy.deepcopy(_document())

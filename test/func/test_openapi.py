@@ -1,0 +1,49 @@
+"""The OpenAPI document matches the routes the agent really registers."""
+
+from __future__ import annotations
+
+import re
+
+from temboardagent import openapi
+from temboardagent.agent import Agent
+from temboardagent.config import load_config
+from temboardagent.embedded import make_self_signed_cert
+
+
+def _registered_routes(tmp_path) -> set[tuple[str, str]]:
+    make_self_signed_cert(tmp_path / "c.pem", tmp_path / "k.pem")
+    (tmp_path / "users").write_text("")
+    conf = tmp_path / "a.conf"
+    conf.write_text(
+        "[temboard]\nusers = users\nssl_cert_file = c.pem\nssl_key_file = k.pem\n"
+        'home = home\nplugins = ["maintenance"]\nport = 1\n'
+    )
+    agent = Agent(load_config(conf, environ={}))
+    try:
+        return {
+            (route.method.lower(), re.sub(r"<(\w+)>", r"{\1}", route.path))
+            for route in agent.web.routes
+        }
+    finally:
+        agent.tasks.close()
+        agent.sessions.close()
+
+
+def test_every_route_documented_and_no_phantom(tmp_path):
+    registered = _registered_routes(tmp_path)
+    documented = {(method, path) for method, path, _ in openapi.operations()}
+    assert registered - documented == set(), "routes missing from openapi"
+    assert documented - registered == set(), "documented routes that do not exist"
+
+
+def test_served_document(agent):
+    resp = agent.anon.get(agent.url + "/openapi.json")
+    assert resp.status_code == 200
+    doc = resp.json()
+    assert doc["openapi"] == "3.1.0"
+    assert "/maintenance/{dbname}/schema/{schema}/table/{table}" in doc["paths"]
+    for path, methods in doc["paths"].items():
+        for method, op in methods.items():
+            assert "200" in op["responses"], (method, path)
+            if path not in ("/login", "/openapi.json"):
+                assert op["security"], (method, path)
