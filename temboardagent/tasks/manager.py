@@ -81,6 +81,8 @@ class TaskContext:
     def __init__(self, task: Task, store: TaskStore) -> None:
         self.task = task
         self.cancel_requested = threading.Event()
+        #: set with cancel_requested when the agent stops: the task ends aborted
+        self.shutdown = False
         self._store = store
 
     def set_pid(self, pid: int | None) -> None:
@@ -214,6 +216,7 @@ class TaskManager:
             self._wait_idle(deadline)
             left = list(self._running.values())
             for entry in left:
+                entry.ctx.shutdown = True
                 entry.ctx.cancel_requested.set()
         if left:
             logger.warning("Canceling %d task(s) still running at shutdown.", len(left))
@@ -519,7 +522,9 @@ class TaskManager:
     def _finish(self, entry: _Running, status: str, output: str | None, error: str | None) -> str:
         task_id = entry.ctx.task.id
         with self._lock:
-            if entry.ctx.cancel_requested.is_set():
+            if entry.ctx.shutdown:
+                status, error = "aborted", SHUTDOWN_REASON
+            elif entry.ctx.cancel_requested.is_set():
                 status = "canceled"
             try:
                 for attempt in range(FINISH_ATTEMPTS):

@@ -11,7 +11,7 @@ PENDING = ("todo", "queued", "doing")
 FINISHED = ("done", "failed", "canceled", "aborted")
 STATUSES = PENDING + FINISHED
 
-ID_RE = re.compile(r"^[0-9a-f]{8}$")
+ID_RE = re.compile(r"[0-9a-f]{8}\Z")
 
 UTC = timezone.utc  # datetime.UTC needs Python 3.11
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)

@@ -632,7 +632,10 @@ def test_stop_with_grace(make, fake):
     assert time.monotonic() - t0 < 4
     assert not tm.started
     assert status(tm, quick.id) == "done"
-    assert status(tm, obeys.id) == "canceled"
+    # Interrupted by the shutdown, not by a user: aborted with the reason.
+    o = tm.get(obeys.id)
+    assert o.status == "aborted"
+    assert o.error == SHUTDOWN_REASON
     s = tm.get(stuck.id)
     assert s.status == "aborted"
     assert s.error == SHUTDOWN_REASON

@@ -1,0 +1,237 @@
+"""HTTP handlers of the maintenance write side (operations, lists, cancel, history).
+
+Choices the spec leaves open:
+
+- ``datetime`` in the past: the operation is due at once, so it runs now; the
+  list and history keep the requested time.
+- A malformed operation id in ``DELETE /maintenance/<kind>/<id>`` or
+  ``GET /maintenance/<kind>/<id>`` is answered 404 like an unknown id.
+- Scoped ``/scheduled`` lists check that the database, schema and table exist
+  (404 otherwise); the instance-wide lists and the history need no PostgreSQL.
+- ``mode`` of a plain VACUUM is ``""`` in lists; ``null`` for ANALYZE and REINDEX.
+  ``mode`` is validated and shown in canonical order (``full,freeze,analyze``),
+  so ``analyze,full`` duplicates a pending ``full,analyze``.
+- Duplicate = same kind, target, mode and requested time while still pending:
+  409 ``{"error", "id"}``. Immediate operations carry the current time to the
+  microsecond, so they are never duplicates (they queue behind each other).
+- The target must exist when the operation is scheduled (404 naming the missing
+  database, schema, table or index); PostgreSQL down at that moment -> 503.
+- Cancel of a finished operation (done, failed, canceled, aborted) -> 409.
+- History: ``GET /maintenance/<kind>/history?db=&status=a,b&limit=&offset=``,
+  newest first (``limit`` 1-1000, default 100); ``GET /maintenance/<kind>/<id>``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from ...errors import Conflict, NotFound, malformed
+from ...tasks import PENDING, STATUSES, TaskExists, TaskFinished, TaskNotFound
+from .. import PluginContext, Request
+from . import targets
+from .operations import (
+    KINDS,
+    history_item,
+    is_operation_id,
+    list_item,
+    make_target,
+    operation_id,
+    parse_body,
+    parse_datetime,
+    parse_mode,
+    pending_filter,
+    worker_name,
+)
+from .settings import MaintenanceSettings
+
+HISTORY_LIMIT = 100
+HISTORY_MAX_LIMIT = 1000
+
+DB = "/maintenance/<dbname>"
+TABLE = DB + "/schema/<schema>/table/<table>"
+INDEX = DB + "/schema/<schema>/index/<index>"
+
+
+class OperationRoutes:
+    """Handlers bound to the plugin context and settings."""
+
+    def __init__(self, ctx: PluginContext, settings: MaintenanceSettings) -> None:
+        self.ctx = ctx
+        self.settings = settings
+
+    # POST
+
+    def schedule(
+        self,
+        kind: str,
+        request: Request,
+        dbname: str,
+        schema: str | None = None,
+        table: str | None = None,
+        index: str | None = None,
+    ) -> dict[str, str]:
+        """Validate, check the target exists, persist the task; reply its id."""
+        body = parse_body(request.body)
+        options = {"mode": parse_mode(body.get("mode"))} if kind == "vacuum" else {}
+        start, start_text = parse_datetime(body.get("datetime"))
+        index_table = None
+        if index is not None:
+            index_table = targets.resolve_index(self.ctx, self.settings, dbname, schema, index)
+        elif table is not None:
+            targets.check_table(self.ctx, self.settings, dbname, schema, table)
+        else:
+            targets.check_database(self.ctx, self.settings, dbname)
+        target = make_target(dbname, schema, table, index, index_table)
+        try:
+            task = self.ctx.tasks.schedule(
+                worker_name(kind),
+                target,
+                options,
+                start,
+                preferred_id=operation_id(kind, dbname, schema, table, index, start_text),
+            )
+        except TaskExists as exc:
+            raise Conflict(
+                f"The same {kind} is already scheduled at {start_text}.",
+                id=exc.task_id,
+            ) from None
+        return {"id": task.id}
+
+    # GET lists
+
+    def scheduled(
+        self,
+        kind: str,
+        dbname: str | None = None,
+        schema: str | None = None,
+        table: str | None = None,
+    ) -> list[dict[str, Any]]:
+        """Pending operations (todo, queued, doing) ordered by datetime."""
+        if table is not None:
+            targets.check_table(self.ctx, self.settings, dbname, schema, table)
+        elif schema is not None:
+            targets.check_schema(self.ctx, self.settings, dbname, schema)
+        elif dbname is not None:
+            targets.check_database(self.ctx, self.settings, dbname)
+        return self.pending(kind, dbname, schema, table)
+
+    def pending(
+        self,
+        kind: str,
+        dbname: str | None = None,
+        schema: str | None = None,
+        table: str | None = None,
+    ) -> list[dict[str, Any]]:
+        """The list without existence checks."""
+        tasks = self.ctx.tasks.list(
+            workers=[worker_name(kind)],
+            statuses=PENDING,
+            target=pending_filter(dbname, schema, table),
+            order="start",
+        )
+        return [list_item(task) for task in tasks]
+
+    # History
+
+    def history(self, kind: str, request: Request) -> list[dict[str, Any]]:
+        """Operations of ``kind``, newest first; filters ``db``, ``status``."""
+        query = request.query
+        limit = _int_param(query, "limit", HISTORY_LIMIT, 1, HISTORY_MAX_LIMIT)
+        offset = _int_param(query, "offset", 0, 0, None)
+        statuses = None
+        if "status" in query:
+            statuses = query["status"].split(",")
+            if not all(status in STATUSES for status in statuses):
+                raise malformed("status")
+        dbname = query.get("db")
+        tasks = self.ctx.tasks.list(
+            workers=[worker_name(kind)],
+            statuses=statuses,
+            target=pending_filter(dbname) if dbname else None,
+            order="-created",
+            limit=limit,
+            offset=offset,
+        )
+        return [history_item(task) for task in tasks]
+
+    def _get(self, kind: str, operation: str) -> Any:
+        task = self.ctx.tasks.get(operation) if is_operation_id(operation) else None
+        if task is None or task.worker != worker_name(kind):
+            raise NotFound(f"Operation '{operation}' not found.")
+        return task
+
+    def one(self, kind: str, operation: str) -> dict[str, Any]:
+        """One operation, history fields."""
+        return history_item(self._get(kind, operation))
+
+    # DELETE
+
+    def cancel(self, kind: str, operation: str) -> dict[str, str]:
+        """Cancel a pending or running operation; 409 once it is finished."""
+        self._get(kind, operation)
+        try:
+            self.ctx.tasks.cancel(operation)
+        except TaskNotFound:
+            raise NotFound(f"Operation '{operation}' not found.") from None
+        except TaskFinished as exc:
+            raise Conflict(f"Operation '{operation}' is already {exc.task.status}.") from None
+        return {"response": "ok"}
+
+
+def _int_param(query: Any, name: str, default: int, minimum: int, maximum: int | None) -> int:
+    raw = query.get(name)
+    if raw is None:
+        return default
+    if not raw.isascii() or not raw.isdigit():
+        raise malformed(name)
+    value = int(raw)
+    if value < minimum or (maximum is not None and value > maximum):
+        raise malformed(name)
+    return value
+
+
+def _bind(func: Callable[..., Any], kind: str, with_request: bool = False) -> Callable:
+    """A route handler ``(request, **params)`` calling ``func(kind, ...)``."""
+    if with_request:
+        return lambda request, **params: func(kind, request, **params)
+    return lambda request, **params: func(kind, **params)
+
+
+def register(ctx: PluginContext, settings: MaintenanceSettings) -> None:
+    """Register POST operations, /scheduled lists, DELETE cancel and history."""
+    routes = OperationRoutes(ctx, settings)
+    add = ctx.add_route
+    # Static paths first.
+    for kind in KINDS:
+        add("GET", f"/maintenance/{kind}/scheduled", _bind(routes.scheduled, kind), key_ok=True)
+        add("GET", f"/maintenance/{kind}/history", _bind(routes.history, kind, True), key_ok=True)
+    for kind in KINDS:
+        add("GET", f"/maintenance/{kind}/<operation>", _bind(routes.one, kind), key_ok=True)
+        add("DELETE", f"/maintenance/{kind}/<operation>", _bind(routes.cancel, kind))
+
+        schedule = _bind(routes.schedule, kind, True)
+        scheduled = _bind(routes.scheduled, kind)
+        add("POST", f"{DB}/{kind}", schedule)
+        add("POST", f"{TABLE}/{kind}", schedule)
+        add("GET", f"{DB}/{kind}/scheduled", scheduled, key_ok=True)
+        if kind != "reindex":
+            add("GET", f"{TABLE}/{kind}/scheduled", scheduled, key_ok=True)
+
+    reindex = _bind(routes.schedule, "reindex", True)
+    add("POST", f"{INDEX}/reindex", reindex)
+    schema_list = _bind(routes.scheduled, "reindex")
+    add("GET", DB + "/schema/<schema>/reindex/scheduled", schema_list, key_ok=True)
+
+    # Table-level reindex lists are the schema's list (spec: "does not filter on
+    # table"), under the spec's path and the one the UI builds.
+    def table_alias(request: Request, dbname: str, schema: str, table: str, **_: str) -> Any:
+        targets.check_table(ctx, settings, dbname, schema, table)
+        return routes.pending("reindex", dbname, schema)
+
+    add("GET", f"{TABLE}/reindex/scheduled", table_alias, key_ok=True)
+    add(
+        "GET",
+        DB + "/schema/<schema>/<index>/table/<table>/reindex/scheduled",
+        table_alias,
+        key_ok=True,
+    )

@@ -1,0 +1,4 @@
+-- Does the database exist, and does it accept connections?
+SELECT d.datallowconn
+FROM pg_database AS d
+WHERE d.datname = %(dbname)s

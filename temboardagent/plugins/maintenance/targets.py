@@ -1,0 +1,101 @@
+"""Existence checks of operation targets (database, schema, table, index).
+
+Names are only ever bound parameters; a missing object raises NotFound naming it.
+Checks use short-lived pooled connections with the plugin's read timeouts.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from importlib import resources
+from typing import Any
+
+from ...errors import Conflict, NotFound
+from .. import PluginContext
+from .settings import MaintenanceSettings
+
+
+@cache
+def load_sql(name: str) -> str:
+    """Text of ``sql/<name>.sql`` (read once)."""
+    return resources.files(__package__).joinpath("sql", f"{name}.sql").read_text(encoding="utf-8")
+
+
+def _connect(ctx: PluginContext, settings: MaintenanceSettings, dbname: str | None) -> Any:
+    return ctx.connect(
+        dbname,
+        statement_timeout=settings.statement_timeout,
+        lock_timeout=settings.lock_timeout,
+    )
+
+
+def _fetchone(
+    ctx: PluginContext,
+    settings: MaintenanceSettings,
+    dbname: str | None,
+    query: str,
+    params: dict[str, Any],
+) -> tuple | None:
+    try:
+        with _connect(ctx, settings, dbname) as conn, conn.cursor() as cur:
+            cur.execute(load_sql(query), params)
+            return cur.fetchone()
+    except ValueError:  # e.g. a NUL character: no such name can exist
+        return None
+
+
+def check_database(ctx: PluginContext, settings: MaintenanceSettings, dbname: str) -> None:
+    """NotFound unless ``dbname`` exists; Conflict if it refuses connections."""
+    if "\x00" in dbname:
+        raise NotFound(f"Database '{dbname}' not found.")
+    row = _fetchone(ctx, settings, None, "op_database", {"dbname": dbname})
+    if row is None:
+        raise NotFound(f"Database '{dbname}' not found.")
+    if not row[0]:
+        raise Conflict(f"Database '{dbname}' does not accept connections.")
+
+
+def _schema_missing(schema: str) -> NotFound:
+    return NotFound(f"Schema '{schema}' not found.")
+
+
+def check_schema(
+    ctx: PluginContext, settings: MaintenanceSettings, dbname: str, schema: str
+) -> None:
+    """NotFound unless the database and ``schema`` exist."""
+    check_database(ctx, settings, dbname)
+    if _fetchone(ctx, settings, dbname, "op_schema", {"schema": schema}) is None:
+        raise _schema_missing(schema)
+
+
+def check_table(
+    ctx: PluginContext,
+    settings: MaintenanceSettings,
+    dbname: str,
+    schema: str,
+    table: str,
+) -> None:
+    """NotFound unless the database, schema and table (or matview) exist."""
+    check_database(ctx, settings, dbname)
+    row = _fetchone(ctx, settings, dbname, "op_table", {"schema": schema, "table": table})
+    if row is None:
+        raise _schema_missing(schema)
+    if row[1] is None:
+        raise NotFound(f"Table '{schema}.{table}' not found.")
+
+
+def resolve_index(
+    ctx: PluginContext,
+    settings: MaintenanceSettings,
+    dbname: str,
+    schema: str,
+    index: str,
+) -> str:
+    """Name of the table of index ``schema.index``; NotFound if anything is missing."""
+    check_database(ctx, settings, dbname)
+    row = _fetchone(ctx, settings, dbname, "op_index", {"schema": schema, "index": index})
+    if row is None:
+        raise _schema_missing(schema)
+    if row[1] is None:
+        raise NotFound(f"Index '{schema}.{index}' not found.")
+    return row[2]
