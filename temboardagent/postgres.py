@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import threading
 import time
 from collections import defaultdict
@@ -22,6 +23,10 @@ REVALIDATE_AFTER = 2.0
 MAX_IDLE_PER_KEY = 4
 
 
+_MISSING_DB = re.compile(r'database "(.*)" does not exist', re.S)  # names may hold newlines
+_REFUSING_DB = re.compile(r'database "(.*)" is not currently accepting connections')
+
+
 def map_postgres_error(exc: Exception) -> HTTPError:
     """Translate a psycopg2 error into an API error (no server details leak)."""
     message = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
@@ -32,10 +37,13 @@ def map_postgres_error(exc: Exception) -> HTTPError:
     if isinstance(exc, psycopg2.errors.InsufficientPrivilege):
         return HTTPError(f"PostgreSQL refused: {message}", status=403)
     if isinstance(exc, (psycopg2.OperationalError, psycopg2.InterfaceError)):
-        if "does not exist" in message and "database" in message:
-            return NotFound(message[0].upper() + message[1:] + ".")
-        if "not currently accepting connections" in message:
-            return Conflict(message[0].upper() + message[1:] + ".")
+        text = str(exc)
+        missing = _MISSING_DB.search(text)
+        if missing:
+            return NotFound(f"Database '{missing.group(1)}' not found.")
+        refusing = _REFUSING_DB.search(text)
+        if refusing:
+            return Conflict(f"Database '{refusing.group(1)}' does not accept connections.")
         return ServiceUnavailable("PostgreSQL is unavailable.")
     return HTTPError("Internal error.", status=500)
 

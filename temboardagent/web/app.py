@@ -129,7 +129,7 @@ class WebApp:
         if length >= 0:
             raw = stream.read(length) if length else b""
         elif req.environ.get("HTTP_TRANSFER_ENCODING", "").lower() == "chunked":
-            raw = req.body.read(self.max_body_size + 1)
+            raw = stream.read(self.max_body_size + 1)  # cheroot already de-chunked it
         else:
             raw = b""
         if len(raw) > self.max_body_size:
@@ -207,7 +207,7 @@ class WebApp:
             "%s %s %s %s %.1fms user=%s",
             environ.get("REMOTE_ADDR", "-"),
             environ.get("REQUEST_METHOD", "-"),
-            environ.get("PATH_INFO", "-"),
+            environ.get("PATH_INFO", "-").encode("unicode_escape").decode("ascii"),
             status.split(" ", 1)[0],
             (time.perf_counter() - started) * 1000,
             environ.get("temboardagent.username") or "-",

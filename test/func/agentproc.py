@@ -13,7 +13,6 @@ import requests
 
 from temboardagent.embedded import EmbeddedCluster, free_port, make_self_signed_cert
 
-
 USERNAME = "alice"
 PASSWORD = "S3cret-pass!"
 KEY = "test-key-0123456789"
