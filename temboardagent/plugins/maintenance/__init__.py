@@ -1,0 +1,19 @@
+"""The maintenance plugin: sizes and bloat, VACUUM / ANALYZE / REINDEX operations."""
+
+from __future__ import annotations
+
+from .. import Plugin
+from . import operation_routes, operations, routes
+from .settings import MaintenanceSettings
+
+
+class MaintenancePlugin(Plugin):
+    """Registers the maintenance routes and the operation workers."""
+
+    name = "maintenance"
+
+    def load(self) -> None:
+        settings = MaintenanceSettings.from_section(self.context.config)
+        operations.register_workers(self.context)
+        routes.register(self.context, settings)
+        operation_routes.register(self.context, settings)

@@ -1,0 +1,66 @@
+"""HTTP handlers of the maintenance read side (sizes, bloat, statistics).
+
+Each handler opens a connection to the database of the path (read
+``statement_timeout`` and ``lock_timeout`` from the ``[maintenance]`` section;
+not pooled for a template, whose connected sessions make ``CREATE DATABASE``
+fail) and returns what one :mod:`.catalog` function builds. All accept the
+shared key.
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from typing import Any, Iterator
+
+from ...errors import NotFound
+from .. import PluginContext, Request
+from . import catalog
+from .settings import MaintenanceSettings
+
+
+def register(ctx: PluginContext, settings: MaintenanceSettings) -> None:
+    """Register GET /maintenance, /maintenance/<db>, .../schema/<s>, .../table/<t>."""
+
+    def connect(dbname: str | None = None, pooled: bool = True) -> Any:
+        return ctx.connect(
+            dbname,
+            pooled=pooled,
+            statement_timeout=settings.statement_timeout,
+            lock_timeout=settings.lock_timeout,
+        )
+
+    @contextmanager
+    def database(dbname: str) -> Iterator[Any]:
+        """A connection to ``dbname``, not kept in the pool for a template."""
+        with connect() as conn:
+            template = catalog.is_template(conn, dbname)
+        opened = False
+        try:
+            with connect(dbname, pooled=not template) as conn:
+                opened = True
+                yield conn
+        except NotFound:
+            if opened:
+                raise
+            raise NotFound(f"Database '{dbname}' not found.") from None
+
+    def get_instance(request: Request) -> dict:
+        return catalog.instance(connect, settings.parallel_databases)
+
+    def get_database(request: Request, dbname: str) -> dict:
+        with database(dbname) as conn:
+            return catalog.database(conn)
+
+    def get_schema(request: Request, dbname: str, schema: str) -> dict:
+        with database(dbname) as conn:
+            return catalog.schema(conn, schema)
+
+    def get_table(request: Request, dbname: str, schema: str, table: str) -> dict:
+        with database(dbname) as conn:
+            return catalog.table(conn, schema, table)
+
+    base = "/maintenance"
+    ctx.add_route("GET", base, get_instance, key_ok=True)
+    ctx.add_route("GET", f"{base}/<dbname>", get_database, key_ok=True)
+    ctx.add_route("GET", f"{base}/<dbname>/schema/<schema>", get_schema, key_ok=True)
+    ctx.add_route("GET", f"{base}/<dbname>/schema/<schema>/table/<table>", get_table, key_ok=True)

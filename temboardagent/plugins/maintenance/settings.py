@@ -1,0 +1,38 @@
+"""The ``[maintenance]`` configuration section."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Mapping
+
+from ...errors import ConfigError
+
+
+@dataclass(frozen=True)
+class MaintenanceSettings:
+    """Limits that keep the plugin's reads from hurting production."""
+
+    statement_timeout: int = 30000  # ms, for read queries
+    lock_timeout: int = 500  # ms, for read queries touching relations
+    parallel_databases: int = 4  # concurrent per-database queries of GET /maintenance
+
+    @classmethod
+    def from_section(cls, section: Mapping[str, str]) -> "MaintenanceSettings":
+        values = {}
+        for name in ("statement_timeout", "lock_timeout", "parallel_databases"):
+            if name not in section:
+                continue
+            raw = section[name]
+            try:
+                value = int(raw)
+            except ValueError:
+                raise ConfigError(
+                    f"maintenance.{name}: {raw!r} is not an integer"
+                ) from None
+            if value < (1 if name == "parallel_databases" else 0):
+                raise ConfigError(f"maintenance.{name}: {raw!r} is out of range")
+            values[name] = value
+        unknown = set(section) - {"statement_timeout", "lock_timeout", "parallel_databases"}
+        if unknown:
+            raise ConfigError(f"maintenance.{sorted(unknown)[0]}: unknown option")
+        return cls(**values)
