@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import Mapping
 
 from ...errors import ConfigError
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -17,7 +20,7 @@ class MaintenanceSettings:
     parallel_databases: int = 4  # concurrent per-database queries of GET /maintenance
 
     @classmethod
-    def from_section(cls, section: Mapping[str, str]) -> "MaintenanceSettings":
+    def from_section(cls, section: Mapping[str, str]) -> MaintenanceSettings:
         values = {}
         for name in ("statement_timeout", "lock_timeout", "parallel_databases"):
             if name not in section:
@@ -33,6 +36,6 @@ class MaintenanceSettings:
                 raise ConfigError(f"maintenance.{name}: {raw!r} is out of range")
             values[name] = value
         unknown = set(section) - {"statement_timeout", "lock_timeout", "parallel_databases"}
-        if unknown:
-            raise ConfigError(f"maintenance.{sorted(unknown)[0]}: unknown option")
+        for name in sorted(unknown):
+            logger.warning("Ignoring unknown option maintenance.%s.", name)
         return cls(**values)
