@@ -56,7 +56,9 @@ class WebApp:
         self.gate = gate
         self.max_body_size = max_body_size
         self.routes: list[RouteInfo] = []
-        self.bottle = bottle.Bottle(catchall=False, autojson=False)
+        self.bottle = bottle.Bottle()
+        self.bottle.config["catchall"] = False
+        self.bottle.config["json.enable"] = False
         self.bottle.default_error_handler = self._bottle_error  # type: ignore[method-assign]
 
     # --- registration ----------------------------------------------------
