@@ -28,7 +28,13 @@ setup(
         "psycopg2-binary>=2.8",
     ],
     extras_require={
-        "test": ["pytest>=7", "pytest-timeout>=2", "requests>=2.25", "ruff>=0.4"],
+        "test": [
+            "pytest>=7",
+            "pytest-timeout>=2",
+            "requests>=2.25",
+            "ruff>=0.17,<0.18",
+            "schemathesis>=4,<5",
+        ],
     },
     entry_points={
         "console_scripts": [

@@ -27,7 +27,9 @@ def main() -> None:
             rps = wrk_rps(agent.url + "/profile", headers, clients, args.seconds)
             tool = "wrk"
             if rps is None:
-                rps = python_rps("127.0.0.1", agent.port, "/profile", headers, clients, args.seconds)
+                rps = python_rps(
+                    "127.0.0.1", agent.port, "/profile", headers, clients, args.seconds
+                )
                 tool = "python"
             rows.append((clients, rps, tool))
         loaded = rss_kib(pid)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import socket
 import ssl
 import subprocess
@@ -69,7 +70,7 @@ def test_login_errors(agent):
 
 def test_form_labelled_json_body(agent):
     """The temboard UI sends JSON labelled application/x-www-form-urlencoded."""
-    body = '{"username": "%s", "password": "%s"}' % (agent.username, agent.password)
+    body = json.dumps({"username": agent.username, "password": agent.password})
     resp = agent.anon.post(
         agent.url + "/login",
         data=body,
