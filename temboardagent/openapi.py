@@ -7,6 +7,7 @@ compare the two: every registered route must be documented and vice versa.
 from __future__ import annotations
 
 import copy
+import itertools
 from functools import lru_cache
 from typing import Any
 
@@ -20,6 +21,33 @@ DATETIME = {
     "example": "2019-03-22T12:24:39Z",
 }
 STATUSES = ["todo", "queued", "doing", "done", "failed", "canceled", "aborted"]
+
+# Exactly the datetimes a POST accepts: existing UTC dates of years 0001-9999,
+# seconds 00-59 (an impossible date such as 2030-02-30 is a 406).
+_YEAR = "(?:[0-9]{3}[1-9]|[0-9]{2}[1-9]0|[0-9][1-9]00|[1-9]000)"
+_MONTH_DAY = (
+    "(?:(?:0[13578]|1[02])-(?:0[1-9]|[12][0-9]|3[01])"
+    "|(?:0[469]|11)-(?:0[1-9]|[12][0-9]|30)"
+    "|02-(?:0[1-9]|1[0-9]|2[0-8]))"
+)
+_LEAP_DAY = (
+    "(?:[0-9]{2}(?:0[48]|[2468][048]|[13579][26])|(?:0[48]|[2468][048]|[13579][26])00)-02-29"
+)
+_TIME = "T(?:[01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]Z"
+DATETIME_INPUT = {
+    "type": ["string", "null"],
+    "pattern": f"^(?:{_YEAR}-{_MONTH_DAY}|{_LEAP_DAY}){_TIME}$",
+    "example": "2019-03-22T12:24:39Z",
+    "description": "UTC start time YYYY-MM-DDTHH:MM:SSZ; absent or null means now",
+}
+#: every mode a VACUUM accepts: comma-joined options without repetition, any order
+VACUUM_MODES = [""] + [
+    ",".join(combo)
+    for size in (1, 2, 3)
+    for combo in itertools.permutations(("full", "freeze", "analyze"), size)
+]
+#: ``status`` filter of a history: one status or several, comma-joined
+STATUS_FILTER = "^(?:{0})(?:,(?:{0}))*$".format("|".join(STATUSES))
 
 
 def _ref(name: str) -> dict:
@@ -129,8 +157,8 @@ SCHEMAS: dict[str, Any] = {
     ),
     "Credentials": _obj(
         {
-            "username": {"type": "string", "minLength": 1},
-            "password": {"type": "string", "minLength": 1},
+            "username": {"type": "string", "minLength": 1, "maxLength": 1024},
+            "password": {"type": "string", "minLength": 1, "maxLength": 1024},
         }
     ),
     "Session": _obj({"session": {"type": "string", "pattern": "^[0-9a-f]{64}$"}}, extra=False),
@@ -176,7 +204,7 @@ SCHEMAS: dict[str, Any] = {
     "TableSummary": _obj(TABLE_FIELDS),
     "Table": _obj(
         {
-            **TABLE_FIELDS,
+            **{name: schema for name, schema in TABLE_FIELDS.items() if name != "n_indexes"},
             **{name: STR for name in STAT_TIMESTAMPS},
             **{name: INT for name in STAT_COUNTERS},
             "fillfactor": {"type": "integer"},
@@ -186,16 +214,22 @@ SCHEMAS: dict[str, Any] = {
             "schemaname": {"type": "string"},
         }
     ),
-    "OperationRequest": {
+    "VacuumRequest": {
         "type": "object",
         "properties": {
             "mode": {
-                "type": "string",
-                "description": "comma-joined subset of full, freeze, analyze (VACUUM only)",
+                "type": ["string", "null"],
+                "enum": VACUUM_MODES + [None],
+                "description": "comma-joined subset of full, freeze, analyze; empty or null: plain",
                 "example": "full,analyze",
             },
-            "datetime": {**DATETIME, "description": "UTC start time; absent means now"},
+            "datetime": DATETIME_INPUT,
         },
+    },
+    "OperationRequest": {
+        "type": "object",
+        "description": "ANALYZE and REINDEX take no mode (ignored when sent)",
+        "properties": {"datetime": DATETIME_INPUT},
     },
     "OperationId": _obj({"id": OP_ID}, extra=False),
     "ScheduledOperation": _obj(LIST_ITEM),
@@ -265,6 +299,8 @@ def _operation(
     body: dict | None = None,
     parameters: list[dict] | None = None,
     tag: str = "maintenance",
+    links: dict | None = None,
+    body_required: bool = False,
 ) -> tuple[str, str, dict]:
     params: list[dict] = []
     for name in _path_params(path):
@@ -279,7 +315,8 @@ def _operation(
     security: list[dict] = []
     codes = set(errors) | {"500"}
     if auth in ("session", "key"):
-        params.append(SESSION_HEADER)
+        # Session-only routes answer 406 without X-Session; key routes accept the key instead.
+        params.append(dict(SESSION_HEADER, required=auth == "session"))
         security.append({"session": []})
         codes |= {"401", "406"}
     if auth == "key":
@@ -291,15 +328,33 @@ def _operation(
     op: dict[str, Any] = {
         "summary": summary,
         "tags": [tag],
-        "operationId": method.lower() + path.replace("/", "_").replace("{", "").replace("}", ""),
+        "operationId": _operation_id(method, path),
         "parameters": params,
         "security": security,
         "responses": {"200": {"description": "OK", "content": _json(reply)}}
         | {code: _error(code) for code in sorted(codes)},
     }
     if body is not None:
-        op["requestBody"] = {"required": False, "content": _json(body)}
+        op["requestBody"] = {"required": body_required, "content": _json(body)}
+    if links:
+        op["responses"]["200"]["links"] = links
     return method.lower(), path, op
+
+
+def _operation_id(method: str, path: str) -> str:
+    return method.lower() + path.replace("/", "_").replace("{", "").replace("}", "")
+
+
+def _links_to_operation(kind: str) -> dict:
+    """OpenAPI links from the reply of a POST to the operation it created."""
+    path = f"/maintenance/{kind}/{{operation}}"
+    return {
+        name: {
+            "operationId": _operation_id(method, path),
+            "parameters": {"operation": "$response.body#/id"},
+        }
+        for name, method in (("GetOperation", "GET"), ("CancelOperation", "DELETE"))
+    }
 
 
 def _path_params(path: str) -> list[str]:
@@ -311,7 +366,7 @@ def operations() -> list[tuple[str, str, dict]]:
     ops = [
         _operation(
             "POST", "/login", "Open a session", _ref("Session"), auth="public",
-            errors=("401", "406", "429"), body=_ref("Credentials"), tag="core",
+            errors=("401", "406", "429"), body=_ref("Credentials"), tag="core", body_required=True,
         ),
         _operation("GET", "/logout", "Close the session", _ref("Logout"), tag="core"),
         _operation("GET", "/profile", "Who is logged in", _ref("Profile"), tag="core"),
@@ -345,14 +400,17 @@ def operations() -> list[tuple[str, str, dict]]:
         {"name": "db", "in": "query", "required": False, "schema": {"type": "string"},
          "description": "only this database"},
         {"name": "status", "in": "query", "required": False,
-         "schema": {"type": "string", "enum": STATUSES}, "description": "only this status"},
+         "schema": {"type": "string", "pattern": STATUS_FILTER},
+         "description": "only these statuses (comma-joined)"},
         {"name": "limit", "in": "query", "required": False,
          "schema": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 100}},
         {"name": "offset", "in": "query", "required": False,
-         "schema": {"type": "integer", "minimum": 0, "default": 0}},
+         "schema": {"type": "integer", "minimum": 0, "maximum": 2**63 - 1, "default": 0}},
     ]  # fmt: skip
     for kind in KINDS:
         label = kind.upper()
+        request = _ref("VacuumRequest" if kind == "vacuum" else "OperationRequest")
+        links = _links_to_operation(kind)
         ops += [
             _operation("GET", f"/maintenance/{kind}/scheduled",
                        f"Pending and running {label} operations", scheduled, auth="key"),
@@ -364,9 +422,9 @@ def operations() -> list[tuple[str, str, dict]]:
             _operation("DELETE", f"/maintenance/{kind}/{{operation}}",
                        f"Cancel a {label} operation", _ref("Canceled"), errors=("404", "409")),
             _operation("POST", f"{db}/{kind}", f"{label} the database, now or later",
-                       _ref("OperationId"), errors=post_errors, body=_ref("OperationRequest")),
+                       _ref("OperationId"), errors=post_errors, body=request, links=links),
             _operation("POST", f"{table}/{kind}", f"{label} the table, now or later",
-                       _ref("OperationId"), errors=post_errors, body=_ref("OperationRequest")),
+                       _ref("OperationId"), errors=post_errors, body=request, links=links),
             _operation("GET", f"{db}/{kind}/scheduled", f"{label} operations of the database",
                        scheduled, auth="key", errors=list_errors),
             _operation("GET", f"{table}/{kind}/scheduled",
@@ -376,7 +434,8 @@ def operations() -> list[tuple[str, str, dict]]:
         ]  # fmt: skip
     ops += [
         _operation("POST", f"{index}/reindex", "REINDEX the index, now or later",
-                   _ref("OperationId"), errors=post_errors, body=_ref("OperationRequest")),
+                   _ref("OperationId"), errors=post_errors, body=_ref("OperationRequest"),
+                   links=_links_to_operation("reindex")),
         _operation("GET", f"{schema}/reindex/scheduled", "REINDEX operations of the schema",
                    scheduled, auth="key", errors=list_errors),
         _operation("GET", schema + "/{index}/table/{table}/reindex/scheduled",

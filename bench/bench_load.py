@@ -1,0 +1,231 @@
+"""Load: many concurrent HTTPS clients hammer GETs and POSTs; req/s, statuses, agent RSS.
+
+Usage: .venv/bin/python -m bench.bench_load [--clients 200] [--seconds 30]
+
+Clients are threads of a few processes (so the client side is not one GIL),
+each on its own keep-alive connection, looping over a mix of reads (sizes,
+one table, /discover, lists, history) and POSTs scheduling ANALYZE far in
+the future on a small set of (table, datetime) pairs: the first of each is a
+200, the rest the documented 409 duplicate. Every reply other than 200 and
+409, and every connection error, counts as an error. Loopback only, bounded
+in time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import multiprocessing
+import random
+import ssl
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+
+TABLES = 10
+DAYS = 5  # distinct future datetimes per table
+DATABASE = "load"
+
+
+def prepare(pg) -> None:
+    """Database ``load`` with a few small tables (called once per cluster)."""
+    import psycopg2
+
+    conn = psycopg2.connect(pg.dsn())
+    conn.autocommit = True
+    with conn.cursor() as cur:
+        cur.execute(f"CREATE DATABASE {DATABASE}")
+    conn.close()
+    conn = psycopg2.connect(pg.dsn(DATABASE))
+    conn.autocommit = True
+    with conn.cursor() as cur:
+        for i in range(TABLES):
+            cur.execute(
+                f"CREATE TABLE t{i} (id int PRIMARY KEY, v text);"
+                f"INSERT INTO t{i} SELECT g, md5(g::text) FROM generate_series(1, 500) g;"
+                f"ANALYZE t{i}"
+            )
+    conn.close()
+
+
+def _requests(rng: random.Random) -> tuple[str, str, bytes | None]:
+    """One request of the mix: (method, path, body)."""
+    roll = rng.random()
+    table = f"t{rng.randrange(TABLES)}"
+    if roll < 0.25:
+        return "GET", f"/maintenance/{DATABASE}/schema/public", None
+    if roll < 0.40:
+        return "GET", f"/maintenance/{DATABASE}/schema/public/table/{table}", None
+    if roll < 0.50:
+        return "GET", "/discover", None
+    if roll < 0.60:
+        return "GET", "/maintenance/analyze/scheduled", None
+    if roll < 0.70:
+        return "GET", "/maintenance/analyze/history?limit=20", None
+    if roll < 0.75:
+        return "GET", "/profile", None
+    day = rng.randrange(1, DAYS + 1)
+    body = json.dumps({"datetime": f"2100-01-0{day}T00:00:00Z"}).encode()
+    return "POST", f"/maintenance/{DATABASE}/schema/public/table/{table}/analyze", body
+
+
+@dataclass
+class Result:
+    statuses: Counter = field(default_factory=Counter)
+    errors: list[str] = field(default_factory=list)
+    error_count: int = 0
+    latencies: list[float] = field(default_factory=list)
+
+    def merge(self, other: Result) -> None:
+        self.statuses.update(other.statuses)
+        self.errors += other.errors[: max(0, 20 - len(self.errors))]
+        self.error_count += other.error_count
+        self.latencies += other.latencies
+
+    @property
+    def requests(self) -> int:
+        return sum(self.statuses.values())
+
+
+def _client(port: int, session: str, stop_at: float, seed: int, result: Result, lock) -> None:
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    rng = random.Random(seed)
+    local = Result()
+    conn = None
+    while time.time() < stop_at:
+        method, path, body = _requests(rng)
+        headers = {"X-Session": session}
+        if body is not None:
+            headers["Content-Type"] = "application/json"
+        started = time.perf_counter()
+        try:
+            if conn is None:
+                conn = http.client.HTTPSConnection("127.0.0.1", port, context=ctx, timeout=30)
+            conn.request(method, path, body=body, headers=headers)
+            resp = conn.getresponse()
+            data = resp.read()
+        except (OSError, http.client.HTTPException) as exc:
+            local.error_count += 1
+            if len(local.errors) < 5:
+                local.errors.append(f"{method} {path}: {type(exc).__name__}: {exc}")
+            if conn is not None:
+                conn.close()
+            conn = None
+            continue
+        local.latencies.append(time.perf_counter() - started)
+        local.statuses[resp.status] += 1
+        if resp.status not in (200, 409):
+            local.error_count += 1
+            if len(local.errors) < 5:
+                local.errors.append(f"{method} {path}: {resp.status} {data[:200]!r}")
+        if resp.getheader("Connection", "").lower() == "close":
+            conn.close()
+            conn = None
+    if conn is not None:
+        conn.close()
+    with lock:
+        result.merge(local)
+
+
+def _process(args: tuple[int, str, int, float, int]) -> Result:
+    """A client process: ``threads`` clients until ``stop_at`` (epoch seconds)."""
+    port, session, threads, stop_at, seed = args
+    result = Result()
+    lock = threading.Lock()
+    workers = [
+        threading.Thread(
+            target=_client, args=(port, session, stop_at, seed * 1000 + i, result, lock)
+        )
+        for i in range(threads)
+    ]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    return result
+
+
+def run_load(port: int, session: str, clients: int, seconds: float, processes: int = 2) -> dict:
+    """Hammer the agent with ``clients`` concurrent clients for ``seconds``."""
+    processes = max(1, min(processes, clients))
+    per_process = [
+        clients // processes + (1 if i < clients % processes else 0) for i in range(processes)
+    ]
+    # Spawned processes start slowly: give them a common start line.
+    stop_at = time.time() + seconds + 2.0
+    started = time.monotonic()
+    ctx = multiprocessing.get_context("spawn")
+    with ctx.Pool(processes) as pool:
+        parts = pool.map(
+            _process, [(port, session, n, stop_at, i) for i, n in enumerate(per_process)]
+        )
+    elapsed = time.monotonic() - started
+    total = Result()
+    for part in parts:
+        total.merge(part)
+    latencies = sorted(total.latencies)
+
+    def pct(p: float) -> float:
+        return (
+            latencies[min(len(latencies) - 1, int(len(latencies) * p))] * 1000 if latencies else 0
+        )
+
+    return {
+        "clients": clients,
+        "seconds": seconds,
+        "elapsed": elapsed,
+        "requests": total.requests,
+        "rps": total.requests / seconds,
+        "statuses": dict(total.statuses),
+        "error_count": total.error_count,
+        "errors": total.errors,
+        "p50_ms": pct(0.50),
+        "p99_ms": pct(0.99),
+        "max_ms": latencies[-1] * 1000 if latencies else 0,
+    }
+
+
+def main() -> None:
+    from bench.common import cluster_and_agent, rss_kib
+
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--clients", type=int, default=200)
+    parser.add_argument("--seconds", type=float, default=30)
+    parser.add_argument("--processes", type=int, default=2)
+    args = parser.parse_args()
+    rows = []
+    with cluster_and_agent() as (pg, agent):
+        prepare(pg)
+        pid = agent.proc.pid
+        idle = rss_kib(pid)
+        for clients, seconds in ((1, 5), (16, 5), (args.clients, 5)):  # warm-up included
+            rows.append((run_load(agent.port, agent.session_id, clients, seconds, args.processes),
+                         rss_kib(pid)))  # fmt: skip
+        before = rss_kib(pid)
+        main_run = run_load(
+            agent.port, agent.session_id, args.clients, args.seconds, args.processes
+        )
+        after = rss_kib(pid)
+        rows.append((main_run, after))
+    base = rows[0][0]["rps"] or 1
+    print(f"agent RSS: idle {idle / 1024:.1f} MiB; before the {args.seconds:.0f}s run "
+          f"{before / 1024:.1f} MiB; after it {after / 1024:.1f} MiB "
+          f"({(after - before) / 1024:+.1f} MiB)")  # fmt: skip
+    print(f"{'clients':>8} {'secs':>5} {'requests':>9} {'req/s':>7} {'x1':>6} {'p50 ms':>7} "
+          f"{'p99 ms':>7} {'max ms':>7} {'errors':>6} {'RSS MiB':>8}  statuses")  # fmt: skip
+    for run, rss in rows:
+        print(f"{run['clients']:>8} {run['seconds']:>5.0f} {run['requests']:>9} "
+              f"{run['rps']:>7.0f} {run['rps'] / base:>6.1f} {run['p50_ms']:>7.1f} "
+              f"{run['p99_ms']:>7.1f} {run['max_ms']:>7.0f} {run['error_count']:>6} "
+              f"{rss / 1024:>8.1f}  {run['statuses']}")  # fmt: skip
+    for run, _ in rows:
+        for error in run["errors"]:
+            print("error:", error)
+
+
+if __name__ == "__main__":
+    main()

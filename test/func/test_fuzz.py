@@ -1,0 +1,251 @@
+"""Schemathesis fuzzing of a live agent against its own /openapi.json.
+
+A private cluster and agent: fuzzing schedules and cancels real operations
+(VACUUM FULL, REINDEX...) and fails logins, which must not disturb the shared
+``agent`` nor lock out its address. The cluster is tiny, so whatever runs is
+quick. Two runs, each with a fixed seed and no example database:
+
+- authenticated (``X-Session``), every check but the few listed below; path
+  parameters are drawn half of the time from names that exist, and operation
+  ids are followed through the document's links (stateful phase);
+- unauthenticated: every reply must be a documented refusal; on top of
+  schemathesis' checks, no protected operation may answer 2xx.
+
+Checks left out, by design: ``ignored_auth`` (it wants 401/403 without
+credentials, the spec answers 406 ``Parameter 'X-Session' is malformed.``;
+test_security walks the route table instead) and ``use_after_free`` (a DELETE
+cancels an operation, which stays readable in the history).
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+import re
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import psycopg2
+import pytest
+
+from temboardagent.embedded import EmbeddedCluster
+
+from .agentproc import AgentProcess
+
+SCHEMATHESIS = Path(sys.executable).with_name("schemathesis")
+SEED = 1
+AUTH_EXAMPLES = 100  # per operation and phase
+ANON_EXAMPLES = 50
+RUN_TIMEOUT = 300  # seconds, a whole schemathesis run
+
+pytestmark = pytest.mark.skipif(
+    not SCHEMATHESIS.exists(), reason="schemathesis is not installed (pip install -e '.[test]')"
+)
+
+# Known bugs: each workaround goes once its regression test passes.
+KNOWN_BUGS_CONFIG = """
+# BUG (test_history_offset_overflow): offset > 2**63-1 answers 500, not 406.
+[[operations]]
+include-path-regex = "^/maintenance/(vacuum|analyze|reindex)/history$"
+generation.mode = "positive"
+
+# BUG (test_delete_on_list_routes_is_405): DELETE /maintenance/<kind>/history
+# and /scheduled reach the cancel handler (404) instead of answering 405.
+[[operations]]
+include-path-regex = "^/maintenance/(vacuum|analyze|reindex)/(history|scheduled)$"
+checks.unsupported_method.enabled = false
+"""
+
+
+def _toml_list(values: list[str]) -> str:
+    return "[" + ", ".join(json.dumps(v) for v in values) + "]"
+
+
+def _sql(pg: EmbeddedCluster, dbname: str, query: str) -> None:
+    conn = psycopg2.connect(pg.dsn(dbname))
+    conn.autocommit = True
+    try:
+        with conn.cursor() as cur:
+            cur.execute(query)
+    finally:
+        conn.close()
+
+
+@pytest.fixture(scope="module")
+def fuzz_agent(tmp_path_factory):
+    base = tmp_path_factory.mktemp("fuzz")
+    base.chmod(0o755)
+    pg = EmbeddedCluster(base / "pg")
+    pg.init()
+    pg.start()
+    agent = None
+    try:
+        _sql(pg, "postgres", "CREATE DATABASE fuzz")
+        _sql(
+            pg,
+            "fuzz",
+            "CREATE TABLE public.t (id int PRIMARY KEY, v text);"
+            "INSERT INTO public.t SELECT g, md5(g::text) FROM generate_series(1, 200) g;"
+            "ANALYZE public.t",
+        )
+        agent = AgentProcess(base / "agent", pg)
+        agent.write_config()
+        agent.conf.write_text(agent.conf.read_text().replace("level = DEBUG", "level = INFO"))
+        agent.write_config = lambda: None
+        agent.start()
+        agent.login()
+        # Operations whose ids the fuzzer may use: pending far in the future,
+        # and one finished.
+        ids = []
+        for kind in ("vacuum", "analyze", "reindex"):
+            resp = agent.post(
+                f"/maintenance/fuzz/{kind}", json={"datetime": "2100-01-01T00:00:00Z"}
+            )
+            assert resp.status_code == 200, resp.text
+            ids.append(resp.json()["id"])
+        resp = agent.post("/maintenance/fuzz/schema/public/table/t/analyze", json={})
+        assert resp.status_code == 200, resp.text
+        ids.append(resp.json()["id"])
+        agent.op_ids = ids
+        yield agent
+    finally:
+        if agent is not None:
+            agent.stop()
+        pg.destroy()
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def _config(agent: AgentProcess, path: Path) -> Path:
+    path.write_text(
+        f"""
+[dictionaries.dbname]
+values = ["fuzz", "nope"]
+[dictionaries.schema]
+values = ["public", "pg_catalog", "nope"]
+[dictionaries.table]
+values = ["t", "pg_class", "nope"]
+[dictionaries.index]
+values = ["t_pkey", "pg_class_oid_index"]
+[dictionaries.operation]
+values = {_toml_list(agent.op_ids + ["00000000"])}
+
+[parameters]
+"path.dbname" = {{ dictionary = "dbname", probability = 0.5 }}
+"path.schema" = {{ dictionary = "schema", probability = 0.5 }}
+"path.table" = {{ dictionary = "table", probability = 0.5 }}
+"path.index" = {{ dictionary = "index", probability = 0.5 }}
+"path.operation" = {{ dictionary = "operation", probability = 0.5 }}
+
+[checks.ignored_auth]
+enabled = false
+[checks.use_after_free]
+enabled = false
+{KNOWN_BUGS_CONFIG}
+"""
+    )
+    return path
+
+
+def _schemathesis(agent: AgentProcess, workdir: Path, name: str, *args: str) -> dict:
+    """Run schemathesis; returns the exit code, its output and the interactions."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    config = _config(agent, workdir / "schemathesis.toml")
+    reports = workdir / f"reports-{name}"
+    cmd = [
+        str(SCHEMATHESIS), "--config-file", str(config), "run", agent.url + "/openapi.json",
+        "--tls-verify", str(agent.home / "server.pem"),
+        "--seed", str(SEED),
+        "--generation-database", "none",
+        "--request-timeout", "10",
+        "--no-color",
+        "--report", "ndjson", "--report-dir", str(reports),
+        *args,
+    ]  # fmt: skip
+    started = time.monotonic()
+    result = subprocess.run(
+        cmd,
+        capture_output=True,
+        text=True,
+        timeout=RUN_TIMEOUT,
+        cwd=workdir,
+        stdin=subprocess.DEVNULL,
+    )
+    elapsed = time.monotonic() - started
+    output = result.stdout + result.stderr
+    (workdir / f"{name}.txt").write_text(output)
+    match = re.search(r"(\d+) generated", output)
+    generated = int(match.group(1)) if match else 0
+    interactions = []
+    for report in reports.glob("*.ndjson"):
+        for line in report.read_text().splitlines():
+            event = json.loads(line)
+            finished = event.get("ScenarioFinished")
+            if not finished:
+                continue
+            label = finished["recorder"]["label"]
+            for interaction in finished["recorder"].get("interactions", {}).values():
+                response = interaction.get("response") or {}
+                request = interaction["request"]
+                path = urlsplit(request["uri"]).path
+                interactions.append((label, request["method"], path, response.get("status_code")))
+    print(
+        f"\nschemathesis {name}: exit {result.returncode}, {generated} test cases generated, "
+        f"{len(interactions)} requests recorded, {elapsed:.1f}s"
+    )
+    return {
+        "code": result.returncode,
+        "output": output,
+        "generated": generated,
+        "interactions": interactions,
+    }
+
+
+def _failure_text(output: str) -> str:
+    start = output.find("FAILURES")
+    return output[start - 40 :][:8000] if start >= 0 else output[-8000:]
+
+
+def test_fuzz_authenticated(fuzz_agent, tmp_path):
+    run = _schemathesis(
+        fuzz_agent, tmp_path, "authenticated",
+        "--max-examples", str(AUTH_EXAMPLES),
+        "--header", f"X-Session: {fuzz_agent.session_id}",
+        # /logout would end the session the whole run relies on.
+        "--exclude-path", "/logout",
+    )  # fmt: skip
+    assert run["code"] == 0, _failure_text(run["output"])
+    assert run["generated"] >= 1000
+    # The session held: most operations reached their handler and succeeded.
+    succeeded = {
+        label for label, method, _, status in run["interactions"]
+        if status is not None and 200 <= status < 300 and method != "OPTIONS"
+    }  # fmt: skip
+    assert len(succeeded) >= 25, sorted(succeeded)
+    log = fuzz_agent.logfile.read_text(errors="replace")
+    assert "Traceback" not in log, log[log.find("Traceback") - 500 :][:3000]
+    for secret in (fuzz_agent.session_id, fuzz_agent.password, fuzz_agent.key):
+        assert secret not in log
+
+
+def test_fuzz_unauthenticated(fuzz_agent, tmp_path):
+    run = _schemathesis(
+        fuzz_agent, tmp_path, "unauthenticated",
+        "--max-examples", str(ANON_EXAMPLES),
+        # Without credentials every protected route refuses, valid input or not.
+        "--exclude-checks", "positive_data_acceptance",
+    )  # fmt: skip
+    assert run["code"] == 0, _failure_text(run["output"])
+    assert run["generated"] >= 500
+    statuses = collections.Counter()
+    for label, method, path, status in run["interactions"]:
+        assert status is not None, f"no reply: {label} {method} {path}"
+        if path in ("/login", "/openapi.json") or method == "OPTIONS":
+            continue
+        statuses[status] += 1
+        assert not 200 <= status < 300, f"{method} {path} answered {status} without credentials"
+    print(f"statuses of protected routes without credentials: {dict(statuses)}")
+    assert statuses[401] + statuses[406] > 0.8 * sum(statuses.values())
