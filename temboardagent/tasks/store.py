@@ -21,6 +21,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from ..errors import ConfigError
 from .model import FINISHED, ID_RE, PENDING, STATUSES, Task, TaskExists, from_us
 
 logger = logging.getLogger(__name__)
@@ -104,6 +105,13 @@ class TaskStore:
         # busy handler, which sleeps by steps of milliseconds.
         self._write_lock = threading.RLock()
         self._generation = 0
+        try:
+            self._initialise()
+        except (sqlite3.Error, OSError) as exc:
+            reason = getattr(exc, "strerror", None) or str(exc)
+            raise ConfigError(f"temboard.home: task list {self.path}: {reason}") from None
+
+    def _initialise(self) -> None:
         if not self.path.exists():
             # Create the file private to the agent user.
             os.close(os.open(self.path, os.O_CREAT | os.O_WRONLY, 0o600))

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 import ssl
+import time
 import stat
 from pathlib import Path
 from typing import Callable
@@ -25,31 +27,57 @@ class LazyHandshakeSSLAdapter(BuiltinSSLAdapter):
     keep-alive connection, holding no thread.
     """
 
+    def __init__(self, *args, request_budget: float = 10.0, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.request_budget = request_budget
+        self._guards: dict[int, _GuardedSocket] = {}
+
     def wrap(self, sock):  # type: ignore[override]
         tls = self.context.wrap_socket(sock, do_handshake_on_connect=False, server_side=True)
         return tls, {"wsgi.url_scheme": "https", "HTTPS": "on"}
 
     def makefile(self, sock, mode="r", bufsize=-1):  # type: ignore[override]
+        # cheroot makes the reader, then the writer, of each connection.
         if "r" in mode:
-            return StreamReader(_HandshakeOnRead(sock), mode, bufsize)
-        return StreamWriter(sock, mode, bufsize)
+            guard = _GuardedSocket(sock, self.request_budget)
+            self._guards[id(sock)] = guard
+            return StreamReader(guard, mode, bufsize)
+        guard = self._guards.pop(id(sock), None) or _GuardedSocket(sock, self.request_budget)
+        return StreamWriter(guard, mode, bufsize)
 
 
-class _HandshakeOnRead:
-    """Socket proxy completing the TLS handshake before the first read.
+class _GuardedSocket:
+    """Socket proxy: TLS handshake on the first read, and a read budget per request.
 
-    Handshake failures become cheroot's FatalSSLAlert / NoSSLError, which close
-    the connection quietly (or answer plain HTTP with a 400).
+    The budget (handshake, request line, headers and body) starts with the first
+    read after a reply; a client trickling bytes loses its connection once it is
+    spent, instead of holding a worker thread for as long as it likes. Handshake
+    failures become cheroot's FatalSSLAlert / NoSSLError, which close the
+    connection quietly (or answer plain HTTP with a 400).
     """
 
-    def __init__(self, sock: ssl.SSLSocket) -> None:
+    def __init__(self, sock: ssl.SSLSocket, budget: float) -> None:
         self._sock = sock
+        self._budget = budget
+        self._timeout = sock.gettimeout()
         self._handshaken = False
+        self._deadline: float | None = None
 
     def __getattr__(self, name: str):
         return getattr(self._sock, name)
 
+    def _arm(self) -> None:
+        now = time.monotonic()
+        if self._deadline is None:
+            self._deadline = now + self._budget
+        remaining = self._deadline - now
+        if remaining <= 0:
+            raise socket.timeout("timed out")
+        limit = remaining if self._timeout is None else min(remaining, self._timeout)
+        self._sock.settimeout(limit)
+
     def recv_into(self, buffer, nbytes: int = 0, flags: int = 0) -> int:
+        self._arm()
         if not self._handshaken:
             try:
                 self._sock.do_handshake()
@@ -61,6 +89,12 @@ class _HandshakeOnRead:
                 raise errors.FatalSSLAlert(*exc.args) from exc
             self._handshaken = True
         return self._sock.recv_into(buffer, nbytes, flags)
+
+    def send(self, data, flags: int = 0) -> int:
+        if self._deadline is not None:  # replying: the next request gets a new budget
+            self._deadline = None
+            self._sock.settimeout(self._timeout)
+        return self._sock.send(data, flags)
 
 
 def check_key_permissions(path: Path) -> None:
@@ -76,7 +110,7 @@ def make_server(
     cert: Path,
     key: Path,
     ca: Path | None = None,
-    threads: int = 16,
+    threads: int = 64,
     timeout: int = 10,
     max_header_size: int = 64 * 1024,
 ) -> wsgi.Server:
@@ -92,7 +126,9 @@ def make_server(
         accepted_queue_timeout=1,
     )
     server.max_request_header_size = max_header_size
-    adapter = LazyHandshakeSSLAdapter(str(cert), str(key), str(ca) if ca else None)
+    adapter = LazyHandshakeSSLAdapter(
+        str(cert), str(key), str(ca) if ca else None, request_budget=timeout
+    )
     adapter.context.minimum_version = ssl.TLSVersion.TLSv1_2
     server.ssl_adapter = adapter
     return server

@@ -322,13 +322,8 @@ def _immutable(path: Path, on: bool) -> None:
     subprocess.run(["chattr", "+i" if on else "-i", str(path)], check=True, capture_output=True)
 
 
-TASKS_SQLITE_BUG = pytest.mark.xfail(
-    strict=True, reason="BUG: a bad tasks.sqlite stops the start-up with a traceback"
-)
-
-
 @pytest.mark.parametrize(
-    "name", [pytest.param("tasks.sqlite", marks=TASKS_SQLITE_BUG), "sessions.sqlite"]
+    "name", ["tasks.sqlite", "sessions.sqlite"]
 )
 @pytest.mark.parametrize("damage", ["corrupt", "unwritable"])
 def test_bad_sqlite_file_stops_start_up(make_agent, name, damage):

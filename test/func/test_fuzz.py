@@ -46,19 +46,6 @@ pytestmark = pytest.mark.skipif(
     not SCHEMATHESIS.exists(), reason="schemathesis is not installed (pip install -e '.[test]')"
 )
 
-# Known bugs: each workaround goes once its regression test passes.
-KNOWN_BUGS_CONFIG = """
-# BUG (test_history_offset_overflow): offset > 2**63-1 answers 500, not 406.
-[[operations]]
-include-path-regex = "^/maintenance/(vacuum|analyze|reindex)/history$"
-generation.mode = "positive"
-
-# BUG (test_delete_on_list_routes_is_405): DELETE /maintenance/<kind>/history
-# and /scheduled reach the cancel handler (404) instead of answering 405.
-[[operations]]
-include-path-regex = "^/maintenance/(vacuum|analyze|reindex)/(history|scheduled)$"
-checks.unsupported_method.enabled = false
-"""
 
 
 def _toml_list(values: list[str]) -> str:
@@ -144,7 +131,6 @@ values = {_toml_list(agent.op_ids + ["00000000"])}
 enabled = false
 [checks.use_after_free]
 enabled = false
-{KNOWN_BUGS_CONFIG}
 """
     )
     return path

@@ -21,7 +21,7 @@ def _registered_routes(tmp_path) -> set[tuple[str, str]]:
     agent = Agent(load_config(conf, environ={}))
     try:
         return {
-            (route.method.lower(), re.sub(r"<(\w+)>", r"{\1}", route.path))
+            (route.method.lower(), re.sub(r"<(\w+)(?::[^>]*)?>", r"{\1}", route.path))
             for route in agent.web.routes
         }
     finally:

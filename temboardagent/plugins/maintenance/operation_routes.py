@@ -46,6 +46,9 @@ from .settings import MaintenanceSettings
 
 HISTORY_LIMIT = 100
 HISTORY_MAX_LIMIT = 1000
+MAX_OFFSET = 2**63 - 1  # SQLite's integer range
+#: an operation id in a path; other words (history, scheduled) are other routes
+OPERATION = "<operation:re:[0-9a-f]{8}>"
 
 DB = "/maintenance/<dbname>"
 TABLE = DB + "/schema/<schema>/table/<table>"
@@ -137,7 +140,7 @@ class OperationRoutes:
         """Operations of ``kind``, newest first; filters ``db``, ``status``."""
         query = request.query
         limit = _int_param(query, "limit", HISTORY_LIMIT, 1, HISTORY_MAX_LIMIT)
-        offset = _int_param(query, "offset", 0, 0, None)
+        offset = _int_param(query, "offset", 0, 0, MAX_OFFSET)
         statuses = None
         if "status" in query:
             statuses = query["status"].split(",")
@@ -206,8 +209,8 @@ def register(ctx: PluginContext, settings: MaintenanceSettings) -> None:
         add("GET", f"/maintenance/{kind}/scheduled", _bind(routes.scheduled, kind), key_ok=True)
         add("GET", f"/maintenance/{kind}/history", _bind(routes.history, kind, True), key_ok=True)
     for kind in KINDS:
-        add("GET", f"/maintenance/{kind}/<operation>", _bind(routes.one, kind), key_ok=True)
-        add("DELETE", f"/maintenance/{kind}/<operation>", _bind(routes.cancel, kind))
+        add("GET", f"/maintenance/{kind}/{OPERATION}", _bind(routes.one, kind), key_ok=True)
+        add("DELETE", f"/maintenance/{kind}/{OPERATION}", _bind(routes.cancel, kind))
 
         schedule = _bind(routes.schedule, kind, True)
         scheduled = _bind(routes.scheduled, kind)

@@ -44,9 +44,22 @@ def _fetchone(
         return None
 
 
+#: PostgreSQL truncates longer identifiers (NAMEDATALEN - 1 bytes)
+MAX_NAME_BYTES = 63
+
+
+def can_exist(name: str) -> bool:
+    """False for names no PostgreSQL object can have: a NUL, or over 63 bytes.
+
+    Without this, a bound 64-byte name compared to a ``name`` column would match
+    the object whose name is its truncation.
+    """
+    return "\x00" not in name and len(name.encode("utf-8", "surrogatepass")) <= MAX_NAME_BYTES
+
+
 def check_database(ctx: PluginContext, settings: MaintenanceSettings, dbname: str) -> None:
     """NotFound unless ``dbname`` exists; Conflict if it refuses connections."""
-    if "\x00" in dbname:
+    if not can_exist(dbname):
         raise NotFound(f"Database '{dbname}' not found.")
     row = _fetchone(ctx, settings, None, "op_database", {"dbname": dbname})
     if row is None:
@@ -64,6 +77,8 @@ def check_schema(
 ) -> None:
     """NotFound unless the database and ``schema`` exist."""
     check_database(ctx, settings, dbname)
+    if not can_exist(schema):
+        raise _schema_missing(schema)
     if _fetchone(ctx, settings, dbname, "op_schema", {"schema": schema}) is None:
         raise _schema_missing(schema)
 
@@ -77,6 +92,10 @@ def check_table(
 ) -> None:
     """NotFound unless the database, schema and table (or matview) exist."""
     check_database(ctx, settings, dbname)
+    if not can_exist(schema):
+        raise _schema_missing(schema)
+    if not can_exist(table):
+        raise NotFound(f"Table '{schema}.{table}' not found.")
     row = _fetchone(ctx, settings, dbname, "op_table", {"schema": schema, "table": table})
     if row is None:
         raise _schema_missing(schema)
@@ -93,6 +112,10 @@ def resolve_index(
 ) -> str:
     """Name of the table of index ``schema.index``; NotFound if anything is missing."""
     check_database(ctx, settings, dbname)
+    if not can_exist(schema):
+        raise _schema_missing(schema)
+    if not can_exist(index):
+        raise NotFound(f"Index '{schema}.{index}' not found.")
     row = _fetchone(ctx, settings, dbname, "op_index", {"schema": schema, "index": index})
     if row is None:
         raise _schema_missing(schema)
