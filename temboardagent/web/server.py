@@ -6,8 +6,8 @@ import logging
 import os
 import socket
 import ssl
-import time
 import stat
+import time
 from pathlib import Path
 from typing import Callable
 

@@ -322,9 +322,7 @@ def _immutable(path: Path, on: bool) -> None:
     subprocess.run(["chattr", "+i" if on else "-i", str(path)], check=True, capture_output=True)
 
 
-@pytest.mark.parametrize(
-    "name", ["tasks.sqlite", "sessions.sqlite"]
-)
+@pytest.mark.parametrize("name", ["tasks.sqlite", "sessions.sqlite"])
 @pytest.mark.parametrize("damage", ["corrupt", "unwritable"])
 def test_bad_sqlite_file_stops_start_up(make_agent, name, damage):
     agent = make_agent()

@@ -47,7 +47,6 @@ pytestmark = pytest.mark.skipif(
 )
 
 
-
 def _toml_list(values: list[str]) -> str:
     return "[" + ", ".join(json.dumps(v) for v in values) + "]"
 

@@ -29,9 +29,7 @@ class MaintenanceSettings:
             try:
                 value = int(raw)
             except ValueError:
-                raise ConfigError(
-                    f"maintenance.{name}: {raw!r} is not an integer"
-                ) from None
+                raise ConfigError(f"maintenance.{name}: {raw!r} is not an integer") from None
             if value < (1 if name == "parallel_databases" else 0):
                 raise ConfigError(f"maintenance.{name}: {raw!r} is out of range")
             values[name] = value
