@@ -85,14 +85,22 @@ SIZE_FIELDS = {
     "total_bytes": NUM,
     "total_size": STR,
 }
+LOCKED = {
+    "type": "boolean",
+    "description": (
+        "extension: true when another session holds or awaits an ACCESS EXCLUSIVE lock on "
+        "the table; sizes then come from pg_class.relpages"
+    ),
+}
 INDEX_FIELDS = {
     "bloat_bytes": NUM,
     "bloat_size": STR,
-    "def": {"type": "string"},
+    "def": {"type": ["string", "null"], "description": "null while the table is locked"},
     "idx_tup_fetch": INT,
     "idx_tup_read": INT,
     "indexrelname": {"type": "string"},
     "indisunique": {"type": "boolean"},
+    "locked": LOCKED,
     "name": {"type": "string"},
     "number_of_columns": {"type": "integer"},
     "scans": INT,
@@ -110,6 +118,7 @@ TABLE_FIELDS = {
     "index_bytes": INT,
     "index_size": STR,
     "n_indexes": {"type": "integer"},
+    "locked": LOCKED,
     "name": {"type": "string"},
     "row_estimate": NUM,
     "table_bytes": INT,
@@ -120,6 +129,8 @@ TABLE_FIELDS = {
     "total_size": STR,
 }
 STAT_TIMESTAMPS = ("last_analyze", "last_autoanalyze", "last_autovacuum", "last_vacuum")
+#: pg_stat_all_tables columns that only some PostgreSQL versions have
+STAT_OPTIONAL = {"n_ins_since_vacuum": INT}
 STAT_COUNTERS = (
     "analyze_count", "autoanalyze_count", "autovacuum_count", "vacuum_count", "idx_scan",
     "idx_tup_fetch", "n_dead_tup", "n_live_tup", "n_mod_since_analyze", "n_tup_del",
@@ -236,6 +247,8 @@ SCHEMAS: dict[str, Any] = {
     "Operation": _obj(HISTORY_ITEM),
     "Canceled": _obj({"response": {"const": "ok"}}, extra=False),
 }
+
+SCHEMAS["Table"]["properties"].update(STAT_OPTIONAL)
 
 ERROR_TEXT = {
     "400": "Invalid JSON body.",

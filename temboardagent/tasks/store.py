@@ -135,6 +135,8 @@ class TaskStore:
         )
         conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
         conn.execute("PRAGMA synchronous=FULL")
+        # One connection per thread (up to the HTTP pool size): keep each cache small.
+        conn.execute("PRAGMA cache_size=-1024")
         return conn
 
     def _conn(self) -> sqlite3.Connection:
