@@ -42,7 +42,7 @@ class TemboardConfig:
     workers: int = 4  # task worker threads
     task_retention: int = 7 * 86400  # seconds finished tasks stay in history
     max_body_size: int = 1024 * 1024  # bytes
-    http_threads: int = 64  # cheroot worker threads
+    http_threads: int = 16  # cheroot worker threads
     socket_timeout: int = 10  # seconds a silent client may hold a thread
 
 

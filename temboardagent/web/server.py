@@ -23,8 +23,8 @@ class LazyHandshakeSSLAdapter(BuiltinSSLAdapter):
 
     cheroot's stock adapter handshakes in its accept loop, so one client that
     connects and stays silent stalls every other client until the socket times
-    out. Here a silent connection waits in cheroot's selector like an idle
-    keep-alive connection, holding no thread.
+    out. Here the handshake happens on the first read, in a worker thread, within
+    the connection's per-request read budget.
     """
 
     def __init__(self, *args, request_budget: float = 10.0, **kwargs) -> None:
@@ -110,7 +110,7 @@ def make_server(
     cert: Path,
     key: Path,
     ca: Path | None = None,
-    threads: int = 64,
+    threads: int = 16,
     timeout: int = 10,
     max_header_size: int = 64 * 1024,
 ) -> wsgi.Server:
