@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import socket
@@ -12,8 +13,11 @@ from pathlib import Path
 from typing import Callable
 
 from cheroot import errors, wsgi
+from cheroot import server as cheroot_server
 from cheroot.makefile import StreamReader, StreamWriter
 from cheroot.ssl.builtin import BuiltinSSLAdapter
+
+from .app import SERVER_HEADER
 
 logger = logging.getLogger(__name__)
 
@@ -97,6 +101,38 @@ class _GuardedSocket:
         return self._sock.send(data, flags)
 
 
+class JSONErrorRequest(cheroot_server.HTTPRequest):
+    """cheroot's own error replies (bad request line, oversized headers, 408...) in JSON."""
+
+    def simple_response(self, status, msg=""):  # type: ignore[override]
+        status = str(status)
+        close = status[:3] in {"413", "414"}
+        if close and self.response_protocol != "HTTP/1.1":
+            status = "400 Bad Request"  # HTTP/1.0 has neither 413 nor 414
+        text = msg if isinstance(msg, str) and msg else status[4:] + "."
+        body = json.dumps({"error": text}).encode("utf-8")
+        headers = [
+            f"{self.server.protocol} {status}",
+            f"Content-Length: {len(body)}",
+            "Content-Type: application/json",
+            f"Server: {SERVER_HEADER}",
+            "Access-Control-Allow-Origin: *",
+        ]
+        if close:
+            self.close_connection = True
+            headers.append("Connection: close")
+        head = ("\r\n".join(headers) + "\r\n\r\n").encode("ISO-8859-1")
+        try:
+            self.conn.wfile.write(head + body)
+        except OSError as ex:
+            if ex.args[0] not in errors.socket_errors_to_ignore:
+                raise
+
+
+class JSONErrorConnection(cheroot_server.HTTPConnection):
+    RequestHandlerClass = JSONErrorRequest
+
+
 def check_key_permissions(path: Path) -> None:
     mode = os.stat(path).st_mode
     if mode & stat.S_IROTH:
@@ -126,6 +162,7 @@ def make_server(
         accepted_queue_timeout=1,
     )
     server.max_request_header_size = max_header_size
+    server.ConnectionClass = JSONErrorConnection
     adapter = LazyHandshakeSSLAdapter(
         str(cert), str(key), str(ca) if ca else None, request_budget=timeout
     )

@@ -318,3 +318,27 @@ def test_version():
     )
     assert result.returncode == 0
     assert result.stdout.startswith("temboard-agent ")
+
+
+def test_server_level_errors_are_json(agent):
+    """Errors cheroot answers itself (oversized headers, bad request line) are JSON too."""
+    ctx = ssl.create_default_context(cafile=str(agent.home / "server.pem"))
+    ctx.check_hostname = False
+    cases = [
+        (b"GET /profile HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 70000 + b"\r\n\r\n", b" 413 "),
+        (b"BLAH\r\n\r\n", b" 400 "),
+    ]
+    for request, status in cases:
+        with socket.create_connection(("127.0.0.1", agent.port), timeout=10) as raw:
+            with ctx.wrap_socket(raw) as tls:
+                tls.sendall(request)
+                reply = b""
+                while b"\r\n\r\n" not in reply or not reply.rstrip().endswith(b"}"):
+                    chunk = tls.recv(4096)
+                    if not chunk:
+                        break
+                    reply += chunk
+        head, _, body = reply.partition(b"\r\n\r\n")
+        assert status in head.split(b"\r\n")[0], head
+        assert b"Content-Type: application/json" in head
+        assert "error" in json.loads(body)
