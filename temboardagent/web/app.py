@@ -58,7 +58,7 @@ class WebApp:
         self.routes: list[RouteInfo] = []
         self.bottle = bottle.Bottle()
         self.bottle.config["catchall"] = False
-        self.bottle.config["json.enable"] = False
+        self.bottle.uninstall(True)  # no JSON/template plugins: handlers return bytes
         self.bottle.default_error_handler = self._bottle_error  # type: ignore[method-assign]
 
     # --- registration ----------------------------------------------------

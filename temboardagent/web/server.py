@@ -21,6 +21,8 @@ from .app import SERVER_HEADER
 
 logger = logging.getLogger(__name__)
 
+KEEP_ALIVE_LIMIT = 512
+
 
 class LazyHandshakeSSLAdapter(BuiltinSSLAdapter):
     """Defer the TLS handshake to the first read, in a worker thread.
@@ -162,6 +164,9 @@ def make_server(
         accepted_queue_timeout=1,
     )
     server.max_request_header_size = max_header_size
+    # cheroot closes keep-alive connections beyond this many idle ones (default 10):
+    # more clients would then pay a TLS handshake per request.
+    server.keep_alive_conn_limit = KEEP_ALIVE_LIMIT
     server.ConnectionClass = JSONErrorConnection
     adapter = LazyHandshakeSSLAdapter(
         str(cert), str(key), str(ca) if ca else None, request_budget=timeout
