@@ -26,10 +26,9 @@ def cluster_and_agent(plugins: str = '["maintenance"]', extra_conf: str = "") ->
     pg = EmbeddedCluster(base / "pg")
     pg.init()
     pg.start()
-    agent = AgentProcess(base / "agent", pg, extra_conf=extra_conf, plugins=plugins)
-    agent.write_config()
-    agent.conf.write_text(agent.conf.read_text().replace("level = DEBUG", "level = INFO"))
-    agent.write_config = lambda: None  # keep INFO
+    agent = AgentProcess(
+        base / "agent", pg, extra_conf=extra_conf, plugins=plugins, log_level="INFO"
+    )
     try:
         agent.start()
         agent.login()

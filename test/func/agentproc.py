@@ -27,6 +27,7 @@ class AgentProcess:
         pg: EmbeddedCluster,
         extra_conf: str = "",
         plugins: str = '["maintenance"]',
+        log_level: str = "DEBUG",
     ) -> None:
         self.home = Path(home)
         self.pg = pg
@@ -37,6 +38,7 @@ class AgentProcess:
         self.password = PASSWORD
         self.extra_conf = extra_conf
         self.plugins = plugins
+        self.log_level = log_level
         self.proc: subprocess.Popen | None = None
         self.anon = self.new_session()
         self.http = self.new_session()
@@ -88,7 +90,7 @@ instance = test
 [logging]
 method = file
 destination = {self.logfile}
-level = DEBUG
+level = {self.log_level}
 {self.extra_conf}
 """
         )

@@ -25,6 +25,7 @@ from temboardagent import openapi
 from temboardagent.embedded import EmbeddedCluster
 
 from .agentproc import AgentProcess
+from .helpers import run_sql
 
 #: GET routes answered without PostgreSQL (sessions, task list, document)
 NO_POSTGRES = {
@@ -33,17 +34,6 @@ NO_POSTGRES = {
     *(f"/maintenance/{kind}/{suffix}" for kind in openapi.KINDS
       for suffix in ("scheduled", "history", "{operation}")),
 }  # fmt: skip
-
-
-def _sql(pg: EmbeddedCluster, query: str, params=None, dbname: str = "postgres") -> list[tuple]:
-    conn = psycopg2.connect(pg.dsn(dbname))
-    conn.autocommit = True
-    try:
-        with conn.cursor() as cur:
-            cur.execute(query, params)
-            return cur.fetchall() if cur.description else []
-    finally:
-        conn.close()
 
 
 def _at(seconds: float) -> str:
@@ -59,7 +49,7 @@ def fpg(tmp_path_factory):
     cluster = EmbeddedCluster(base / "pg")
     cluster.init()
     cluster.start()
-    _sql(cluster, "CREATE TABLE f1 (id int PRIMARY KEY); INSERT INTO f1 VALUES (1); ANALYZE f1")
+    run_sql(cluster, "CREATE TABLE f1 (id int PRIMARY KEY); INSERT INTO f1 VALUES (1); ANALYZE f1")
     yield cluster
     cluster.destroy()
 
@@ -179,7 +169,7 @@ def test_operation_due_while_postgres_down(fpg, make_agent):
 
 
 def _stat(pg: EmbeddedCluster, dbname: str, column: str) -> dict[str, int]:
-    rows = _sql(pg, f"SELECT relname, {column} FROM pg_stat_user_tables", dbname=dbname)
+    rows = run_sql(pg, f"SELECT relname, {column} FROM pg_stat_user_tables", dbname=dbname)
     return dict(rows)
 
 
@@ -191,7 +181,7 @@ ORPHAN_QUERY = (
 def test_kill9_during_running_operation(fpg, make_agent):
     """The interrupted operation becomes ``aborted``, its backend is canceled
     and it never runs again."""
-    _sql(fpg, "DROP TABLE IF EXISTS k9; CREATE TABLE k9 (id int)")
+    run_sql(fpg, "DROP TABLE IF EXISTS k9; CREATE TABLE k9 (id int)")
     agent = make_agent()
     agent.start()
     agent.login()
@@ -204,7 +194,7 @@ def test_kill9_during_running_operation(fpg, make_agent):
         op = resp.json()["id"]
         _wait_status(agent, "vacuum", op, ("doing",))
         deadline = time.monotonic() + 10
-        while not _sql(
+        while not run_sql(
             fpg,
             ORPHAN_QUERY,
         ):
@@ -219,7 +209,7 @@ def test_kill9_during_running_operation(fpg, make_agent):
         assert "interrupted" in item["error"]
         # The new agent cancels the orphan backend of the killed one.
         deadline = time.monotonic() + 10
-        while _sql(
+        while run_sql(
             fpg,
             ORPHAN_QUERY,
         ):
@@ -237,9 +227,9 @@ def test_kill9_during_running_operation(fpg, make_agent):
 def test_kill9_during_burst_of_posts(fpg, make_agent):
     """Acknowledged operations survive SIGKILL and run exactly once."""
     tables = [f"b{i}" for i in range(400)]
-    _sql(fpg, "DROP DATABASE IF EXISTS burst")
-    _sql(fpg, "CREATE DATABASE burst")
-    _sql(fpg, "".join(f"CREATE TABLE {t} (id int);" for t in tables), dbname="burst")
+    run_sql(fpg, "DROP DATABASE IF EXISTS burst")
+    run_sql(fpg, "CREATE DATABASE burst")
+    run_sql(fpg, "".join(f"CREATE TABLE {t} (id int);" for t in tables), dbname="burst")
     agent = make_agent()
     agent.start()
     session = agent.login()

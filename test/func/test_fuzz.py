@@ -29,12 +29,12 @@ import time
 from pathlib import Path
 from urllib.parse import urlsplit
 
-import psycopg2
 import pytest
 
 from temboardagent.embedded import EmbeddedCluster
 
 from .agentproc import AgentProcess
+from .helpers import run_sql
 
 SCHEMATHESIS = Path(sys.executable).with_name("schemathesis")
 SEED = 1
@@ -51,16 +51,6 @@ def _toml_list(values: list[str]) -> str:
     return "[" + ", ".join(json.dumps(v) for v in values) + "]"
 
 
-def _sql(pg: EmbeddedCluster, dbname: str, query: str) -> None:
-    conn = psycopg2.connect(pg.dsn(dbname))
-    conn.autocommit = True
-    try:
-        with conn.cursor() as cur:
-            cur.execute(query)
-    finally:
-        conn.close()
-
-
 @pytest.fixture(scope="module")
 def fuzz_agent(tmp_path_factory):
     base = tmp_path_factory.mktemp("fuzz")
@@ -70,18 +60,15 @@ def fuzz_agent(tmp_path_factory):
     pg.start()
     agent = None
     try:
-        _sql(pg, "postgres", "CREATE DATABASE fuzz")
-        _sql(
+        run_sql(pg, "CREATE DATABASE fuzz")
+        run_sql(
             pg,
-            "fuzz",
-            "CREATE TABLE public.t (id int PRIMARY KEY, v text);"
+            dbname="fuzz",
+            query="CREATE TABLE public.t (id int PRIMARY KEY, v text);"
             "INSERT INTO public.t SELECT g, md5(g::text) FROM generate_series(1, 200) g;"
             "ANALYZE public.t",
         )
-        agent = AgentProcess(base / "agent", pg)
-        agent.write_config()
-        agent.conf.write_text(agent.conf.read_text().replace("level = DEBUG", "level = INFO"))
-        agent.write_config = lambda: None
+        agent = AgentProcess(base / "agent", pg, log_level="INFO")
         agent.start()
         agent.login()
         # Operations whose ids the fuzzer may use: pending far in the future,

@@ -28,12 +28,9 @@ def loaded_agent(tmp_path):
     pg = EmbeddedCluster(tmp_path / "pg")
     pg.init()
     pg.start()
-    agent = AgentProcess(tmp_path / "agent", pg)
+    agent = AgentProcess(tmp_path / "agent", pg, log_level="INFO")
     try:
         prepare(pg)
-        agent.write_config()
-        agent.conf.write_text(agent.conf.read_text().replace("level = DEBUG", "level = INFO"))
-        agent.write_config = lambda: None
         agent.start()
         agent.login()
         yield agent

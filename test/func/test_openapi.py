@@ -5,28 +5,15 @@ from __future__ import annotations
 import re
 
 from temboardagent import openapi
-from temboardagent.agent import Agent
-from temboardagent.config import load_config
-from temboardagent.embedded import make_self_signed_cert
+
+from .helpers import route_table
 
 
 def _registered_routes(tmp_path) -> set[tuple[str, str]]:
-    make_self_signed_cert(tmp_path / "c.pem", tmp_path / "k.pem")
-    (tmp_path / "users").write_text("")
-    conf = tmp_path / "a.conf"
-    conf.write_text(
-        "[temboard]\nusers = users\nssl_cert_file = c.pem\nssl_key_file = k.pem\n"
-        'home = home\nplugins = ["maintenance"]\nport = 1\n'
-    )
-    agent = Agent(load_config(conf, environ={}))
-    try:
-        return {
-            (route.method.lower(), re.sub(r"<(\w+)(?::[^>]*)?>", r"{\1}", route.path))
-            for route in agent.web.routes
-        }
-    finally:
-        agent.tasks.close()
-        agent.sessions.close()
+    return {
+        (route.method.lower(), re.sub(r"<(\w+)(?::[^>]*)?>", r"{\1}", route.path))
+        for route in route_table(tmp_path)
+    }
 
 
 def test_every_route_documented_and_no_phantom(tmp_path):

@@ -14,18 +14,15 @@ import ssl
 import threading
 import time
 import warnings
-from pathlib import Path
 from types import SimpleNamespace
 from urllib.parse import quote
 
-import psycopg2
 import pytest
 
-from temboardagent.agent import Agent
-from temboardagent.config import load_config
-from temboardagent.embedded import EmbeddedCluster, make_self_signed_cert
+from temboardagent.embedded import EmbeddedCluster
 
 from .agentproc import AgentProcess
+from .helpers import route_table, run_sql
 
 LATER = {"datetime": "2100-01-01T00:00:00Z"}  # far enough never to run
 SESSIONS: list[str] = []  # every session id handed out in this module
@@ -33,14 +30,7 @@ AGENTS: list[AgentProcess] = []  # every agent started in this module
 
 
 def _sql(pg: EmbeddedCluster, dbname: str, query: str, params=None) -> list[tuple]:
-    conn = psycopg2.connect(pg.dsn(dbname))
-    conn.autocommit = True
-    try:
-        with conn.cursor() as cur:
-            cur.execute(query, params)
-            return cur.fetchall() if cur.description else []
-    finally:
-        conn.close()
+    return run_sql(pg, query, params, dbname)
 
 
 def _start(agent: AgentProcess) -> AgentProcess:
@@ -84,23 +74,6 @@ def env(tmp_path_factory):
         if agent is not None:
             agent.stop()
         pg.destroy()
-
-
-def _route_table(tmp_path: Path) -> list:
-    """The routes the agent registers (built in-process, not served)."""
-    make_self_signed_cert(tmp_path / "c.pem", tmp_path / "k.pem")
-    (tmp_path / "users").write_text("")
-    conf = tmp_path / "a.conf"
-    conf.write_text(
-        "[temboard]\nusers = users\nssl_cert_file = c.pem\nssl_key_file = k.pem\n"
-        'home = home\nplugins = ["maintenance"]\nport = 1\n'
-    )
-    agent = Agent(load_config(conf, environ={}))
-    try:
-        return list(agent.web.routes)
-    finally:
-        agent.tasks.close()
-        agent.sessions.close()
 
 
 def _params(path: str) -> list[str]:
@@ -187,7 +160,7 @@ def test_every_route_needs_credentials(env, tmp_path):
     """Walk the route table: 401/406 without (valid) credentials; the key only
     opens GET routes marked key_ok; a session opens everything."""
     agent = env.agent
-    routes = _route_table(tmp_path)
+    routes = route_table(tmp_path)
     public = {(r.method, r.path) for r in routes if r.public}
     assert public == {("POST", "/login"), ("GET", "/openapi.json")}
     assert all(r.method == "GET" for r in routes if r.key_ok), "key accepted on a write route"
@@ -318,7 +291,7 @@ def test_hostile_names_in_every_path_parameter(env, tmp_path):
     tables = _sql(env.pg, "sec", "SELECT count(*) FROM pg_class")
     seen = {}
     sent = 0
-    for route in _route_table(tmp_path):
+    for route in route_table(tmp_path):
         for param in _params(route.path):
             for name in HOSTILE + [NUL]:
                 values = _valid_values(env, route.path)
