@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
-from temboardagent.embedded import EmbeddedCluster
+from temboardagent.embedded import throwaway_cluster
 from test.func.agentproc import AgentProcess
 
 
@@ -23,19 +23,18 @@ def cluster_and_agent(plugins: str = '["maintenance"]', extra_conf: str = "") ->
     """A fresh cluster and a started, logged-in agent (logging at INFO)."""
     base = Path(tempfile.mkdtemp(prefix="tbagent-bench-"))
     base.chmod(0o755)
-    pg = EmbeddedCluster(base / "pg")
-    pg.init()
-    pg.start()
-    agent = AgentProcess(
-        base / "agent", pg, extra_conf=extra_conf, plugins=plugins, log_level="INFO"
-    )
     try:
-        agent.start()
-        agent.login()
-        yield pg, agent
+        with throwaway_cluster(base / "pg") as pg:
+            agent = AgentProcess(
+                base / "agent", pg, extra_conf=extra_conf, plugins=plugins, log_level="INFO"
+            )
+            try:
+                agent.start()
+                agent.login()
+                yield pg, agent
+            finally:
+                agent.stop()
     finally:
-        agent.stop()
-        pg.destroy()
         shutil.rmtree(base, ignore_errors=True)
 
 

@@ -10,8 +10,10 @@ import pwd
 import shutil
 import socket
 import subprocess
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 
 def find_bindir() -> Path:
@@ -157,3 +159,15 @@ def make_self_signed_cert(cert: Path, key: Path, hostname: str = "localhost") ->
         capture_output=True,
     )  # fmt: skip
     os.chmod(key, 0o600)
+
+
+@contextmanager
+def throwaway_cluster(basedir: Path) -> Iterator[EmbeddedCluster]:
+    """A started cluster in ``basedir``, destroyed (files included) on exit."""
+    cluster = EmbeddedCluster(basedir)
+    try:
+        cluster.init()
+        cluster.start()
+        yield cluster
+    finally:
+        cluster.destroy()

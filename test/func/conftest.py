@@ -10,7 +10,7 @@ from pathlib import Path
 import psycopg2
 import pytest
 
-from temboardagent.embedded import EmbeddedCluster
+from temboardagent.embedded import throwaway_cluster
 
 from .agentproc import AgentProcess
 
@@ -26,11 +26,8 @@ def workdir():
 @pytest.fixture(scope="session")
 def pg(workdir):
     """A running PostgreSQL 15 cluster, trust auth, superuser ``postgres``."""
-    cluster = EmbeddedCluster(workdir / "pg")
-    cluster.init()
-    cluster.start()
-    yield cluster
-    cluster.destroy()
+    with throwaway_cluster(workdir / "pg") as cluster:
+        yield cluster
 
 
 @pytest.fixture

@@ -22,7 +22,7 @@ import pytest
 import requests
 
 from temboardagent import openapi
-from temboardagent.embedded import EmbeddedCluster
+from temboardagent.embedded import EmbeddedCluster, throwaway_cluster
 
 from .agentproc import AgentProcess
 from .helpers import run_sql
@@ -46,12 +46,11 @@ def _at(seconds: float) -> str:
 def fpg(tmp_path_factory):
     base = tmp_path_factory.mktemp("faults")
     base.chmod(0o755)
-    cluster = EmbeddedCluster(base / "pg")
-    cluster.init()
-    cluster.start()
-    run_sql(cluster, "CREATE TABLE f1 (id int PRIMARY KEY); INSERT INTO f1 VALUES (1); ANALYZE f1")
-    yield cluster
-    cluster.destroy()
+    with throwaway_cluster(base / "pg") as cluster:
+        run_sql(
+            cluster, "CREATE TABLE f1 (id int PRIMARY KEY); INSERT INTO f1 VALUES (1); ANALYZE f1"
+        )
+        yield cluster
 
 
 @pytest.fixture

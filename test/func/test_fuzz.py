@@ -31,7 +31,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from temboardagent.embedded import EmbeddedCluster
+from temboardagent.embedded import throwaway_cluster
 
 from .agentproc import AgentProcess
 from .helpers import run_sql
@@ -55,41 +55,38 @@ def _toml_list(values: list[str]) -> str:
 def fuzz_agent(tmp_path_factory):
     base = tmp_path_factory.mktemp("fuzz")
     base.chmod(0o755)
-    pg = EmbeddedCluster(base / "pg")
-    pg.init()
-    pg.start()
     agent = None
-    try:
-        run_sql(pg, "CREATE DATABASE fuzz")
-        run_sql(
-            pg,
-            dbname="fuzz",
-            query="CREATE TABLE public.t (id int PRIMARY KEY, v text);"
-            "INSERT INTO public.t SELECT g, md5(g::text) FROM generate_series(1, 200) g;"
-            "ANALYZE public.t",
-        )
-        agent = AgentProcess(base / "agent", pg, log_level="INFO")
-        agent.start()
-        agent.login()
-        # Operations whose ids the fuzzer may use: pending far in the future,
-        # and one finished.
-        ids = []
-        for kind in ("vacuum", "analyze", "reindex"):
-            resp = agent.post(
-                f"/maintenance/fuzz/{kind}", json={"datetime": "2100-01-01T00:00:00Z"}
+    with throwaway_cluster(base / "pg") as pg:
+        try:
+            run_sql(pg, "CREATE DATABASE fuzz")
+            run_sql(
+                pg,
+                dbname="fuzz",
+                query="CREATE TABLE public.t (id int PRIMARY KEY, v text);"
+                "INSERT INTO public.t SELECT g, md5(g::text) FROM generate_series(1, 200) g;"
+                "ANALYZE public.t",
             )
+            agent = AgentProcess(base / "agent", pg, log_level="INFO")
+            agent.start()
+            agent.login()
+            # Operations whose ids the fuzzer may use: pending far in the future,
+            # and one finished.
+            ids = []
+            for kind in ("vacuum", "analyze", "reindex"):
+                resp = agent.post(
+                    f"/maintenance/fuzz/{kind}", json={"datetime": "2100-01-01T00:00:00Z"}
+                )
+                assert resp.status_code == 200, resp.text
+                ids.append(resp.json()["id"])
+            resp = agent.post("/maintenance/fuzz/schema/public/table/t/analyze", json={})
             assert resp.status_code == 200, resp.text
             ids.append(resp.json()["id"])
-        resp = agent.post("/maintenance/fuzz/schema/public/table/t/analyze", json={})
-        assert resp.status_code == 200, resp.text
-        ids.append(resp.json()["id"])
-        agent.op_ids = ids
-        yield agent
-    finally:
-        if agent is not None:
-            agent.stop()
-        pg.destroy()
-        shutil.rmtree(base, ignore_errors=True)
+            agent.op_ids = ids
+            yield agent
+        finally:
+            if agent is not None:
+                agent.stop()
+    shutil.rmtree(base, ignore_errors=True)
 
 
 def _config(agent: AgentProcess, path: Path) -> Path:

@@ -12,7 +12,7 @@ import pytest
 
 from bench.bench_load import prepare, run_load
 from bench.common import rss_kib
-from temboardagent.embedded import EmbeddedCluster
+from temboardagent.embedded import throwaway_cluster
 
 from .agentproc import AgentProcess
 
@@ -25,19 +25,16 @@ MAX_GROWTH_KIB = 16 * 1024
 @pytest.fixture
 def loaded_agent(tmp_path):
     tmp_path.chmod(0o755)
-    pg = EmbeddedCluster(tmp_path / "pg")
-    pg.init()
-    pg.start()
-    agent = AgentProcess(tmp_path / "agent", pg, log_level="INFO")
-    try:
-        prepare(pg)
-        agent.start()
-        agent.login()
-        yield agent
-    finally:
-        agent.stop()
-        pg.destroy()
-        shutil.rmtree(tmp_path, ignore_errors=True)
+    with throwaway_cluster(tmp_path / "pg") as pg:
+        agent = AgentProcess(tmp_path / "agent", pg, log_level="INFO")
+        try:
+            prepare(pg)
+            agent.start()
+            agent.login()
+            yield agent
+        finally:
+            agent.stop()
+    shutil.rmtree(tmp_path, ignore_errors=True)
 
 
 def test_200_clients_30_seconds(loaded_agent):

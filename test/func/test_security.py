@@ -19,7 +19,7 @@ from urllib.parse import quote
 
 import pytest
 
-from temboardagent.embedded import EmbeddedCluster
+from temboardagent.embedded import EmbeddedCluster, throwaway_cluster
 
 from .agentproc import AgentProcess
 from .helpers import route_table, run_sql
@@ -50,30 +50,27 @@ def env(tmp_path_factory):
     """A cluster with database ``sec`` (table ``sentinel``) and a logged-in agent."""
     base = tmp_path_factory.mktemp("security")
     base.chmod(0o755)
-    pg = EmbeddedCluster(base / "pg")
-    pg.init()
-    pg.start()
     agent = None
-    try:
-        _sql(pg, "postgres", "CREATE DATABASE sec")
-        _sql(
-            pg,
-            "sec",
-            "CREATE TABLE public.sentinel (id int PRIMARY KEY);"
-            "INSERT INTO public.sentinel VALUES (1); ANALYZE public.sentinel",
-        )
-        agent = _start(AgentProcess(base / "agent", pg))
-        _login(agent)
-        ops = {}
-        for kind in ("vacuum", "analyze", "reindex"):
-            resp = agent.post(f"/maintenance/sec/{kind}", json=LATER)
-            assert resp.status_code == 200, resp.text
-            ops[kind] = resp.json()["id"]
-        yield SimpleNamespace(pg=pg, agent=agent, base=base, ops=ops)
-    finally:
-        if agent is not None:
-            agent.stop()
-        pg.destroy()
+    with throwaway_cluster(base / "pg") as pg:
+        try:
+            _sql(pg, "postgres", "CREATE DATABASE sec")
+            _sql(
+                pg,
+                "sec",
+                "CREATE TABLE public.sentinel (id int PRIMARY KEY);"
+                "INSERT INTO public.sentinel VALUES (1); ANALYZE public.sentinel",
+            )
+            agent = _start(AgentProcess(base / "agent", pg))
+            _login(agent)
+            ops = {}
+            for kind in ("vacuum", "analyze", "reindex"):
+                resp = agent.post(f"/maintenance/sec/{kind}", json=LATER)
+                assert resp.status_code == 200, resp.text
+                ops[kind] = resp.json()["id"]
+            yield SimpleNamespace(pg=pg, agent=agent, base=base, ops=ops)
+        finally:
+            if agent is not None:
+                agent.stop()
 
 
 def _params(path: str) -> list[str]:

@@ -33,7 +33,7 @@ from psycopg2 import sql
 
 from ...errors import BadRequest, HTTPError, malformed
 from .. import PluginContext
-from .targets import load_sql
+from .catalog import load_sql
 
 if TYPE_CHECKING:  # pragma: no cover
     from ...tasks import Task, TaskContext

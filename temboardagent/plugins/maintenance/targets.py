@@ -6,19 +6,12 @@ Checks use short-lived pooled connections with the plugin's read timeouts.
 
 from __future__ import annotations
 
-from functools import cache
-from importlib import resources
 from typing import Any
 
 from ...errors import Conflict, NotFound
 from .. import PluginContext
+from .catalog import load_sql
 from .settings import MaintenanceSettings
-
-
-@cache
-def load_sql(name: str) -> str:
-    """Text of ``sql/<name>.sql`` (read once)."""
-    return resources.files(__package__).joinpath("sql", f"{name}.sql").read_text(encoding="utf-8")
 
 
 def _connect(ctx: PluginContext, settings: MaintenanceSettings, dbname: str | None) -> Any:
