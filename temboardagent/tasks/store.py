@@ -26,7 +26,7 @@ from .model import FINISHED, ID_RE, PENDING, STATUSES, Task, TaskExists, from_us
 
 logger = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 BUSY_TIMEOUT_MS = 10_000
 
 SCHEMA = """
@@ -42,7 +42,8 @@ CREATE TABLE IF NOT EXISTS tasks (
     finished INTEGER,
     pid      INTEGER,
     output   TEXT,
-    error    TEXT
+    error    TEXT,
+    system_identifier TEXT  -- PostgreSQL cluster the task is for (NULL: no check)
 );
 -- scheduler (due todo, next start), duplicate check and pending lists: these
 -- stay cheap however long the history is.
@@ -57,8 +58,14 @@ CREATE INDEX IF NOT EXISTS tasks_finished ON tasks (finished)
 """
 
 COLUMNS = (
-    "id, worker, target, options, start, status, created, started, finished, pid, output, error"
+    "id, worker, target, options, start, status, created, started, finished, pid, output, error, "
+    "system_identifier"
 )
+#: columns added after version 1, by schema version: ``ALTER TABLE ADD COLUMN``
+#: on an older file (its rows keep NULL)
+MIGRATIONS = {
+    2: ("system_identifier", "TEXT"),
+}
 
 _KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _ORDERS = {
@@ -90,6 +97,7 @@ def _row_to_task(row: Sequence[Any]) -> Task:
         pid=row[9],
         output=row[10],
         error=row[11],
+        system_identifier=row[12],
     )
 
 
@@ -119,10 +127,25 @@ class TaskStore:
         if mode != "wal":
             logger.warning("SQLite refused WAL mode for %s (%s).", self.path, mode)
         with self.transaction() as conn:
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+            self._migrate(conn)
             for statement in SCHEMA.split(";"):
                 if statement.strip():
                     conn.execute(statement)
-            conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+            if version < SCHEMA_VERSION:  # a newer agent's file keeps its version
+                conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+
+    @staticmethod
+    def _migrate(conn: sqlite3.Connection) -> None:
+        """Add the columns an older tasks table lacks (a new file gets them from SCHEMA)."""
+        existing = {row[1] for row in conn.execute("PRAGMA table_info(tasks)")}
+        if not existing:
+            return
+        for version in sorted(MIGRATIONS):
+            name, kind = MIGRATIONS[version]
+            if name not in existing:
+                logger.info("Upgrading task list to schema version %d.", version)
+                conn.execute(f"ALTER TABLE tasks ADD COLUMN {name} {kind}")
 
     # Connections
 
@@ -279,6 +302,7 @@ class TaskStore:
         start_us: int,
         created_us: int,
         preferred_id: str | None = None,
+        system_identifier: str | None = None,
     ) -> Task:
         """Insert a todo task; TaskExists if an identical one is pending.
 
@@ -297,8 +321,8 @@ class TaskStore:
                 task_id = secrets.token_hex(4)
             conn.execute(
                 "INSERT INTO tasks (id, worker, target, options, start, status, "
-                "created) VALUES (?, ?, ?, ?, ?, 'todo', ?)",
-                (task_id, worker, target, options, start_us, created_us),
+                "created, system_identifier) VALUES (?, ?, ?, ?, ?, 'todo', ?, ?)",
+                (task_id, worker, target, options, start_us, created_us, system_identifier),
             )
         return Task(
             id=task_id,
@@ -308,6 +332,7 @@ class TaskStore:
             start=from_us(start_us),
             status="todo",
             created=from_us(created_us),
+            system_identifier=system_identifier,
         )
 
     @staticmethod

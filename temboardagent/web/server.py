@@ -22,6 +22,7 @@ from .app import SERVER_HEADER
 logger = logging.getLogger(__name__)
 
 KEEP_ALIVE_LIMIT = 512
+BODY_TOO_LARGE = "Request body is too large."
 
 
 class LazyHandshakeSSLAdapter(BuiltinSSLAdapter):
@@ -112,6 +113,8 @@ class JSONErrorRequest(cheroot_server.HTTPRequest):
         if close and self.response_protocol != "HTTP/1.1":
             status = "400 Bad Request"  # HTTP/1.0 has neither 413 nor 414
         text = msg if isinstance(msg, str) and msg else status[4:] + "."
+        if status[:3] == "413" and "entity" in text:  # Content-Length over the bound
+            text = BODY_TOO_LARGE
         body = json.dumps({"error": text}).encode("utf-8")
         headers = [
             f"{self.server.protocol} {status}",
@@ -151,8 +154,16 @@ def make_server(
     threads: int = 16,
     timeout: int = 10,
     max_header_size: int = 64 * 1024,
+    max_body_size: int = 1024 * 1024,
 ) -> wsgi.Server:
-    """Build (not start) the cheroot server."""
+    """Build (not start) the cheroot server.
+
+    Every request body is bounded to ``max_body_size`` by cheroot itself, before
+    any route or credential check: a larger Content-Length gets a 413 and the
+    connection is closed without reading the body (cheroot would otherwise read
+    and drop an unread body in one piece before the next request); a chunked
+    body stops being read at the bound.
+    """
     check_key_permissions(key)
     server = wsgi.Server(
         (address, port),
@@ -164,6 +175,7 @@ def make_server(
         accepted_queue_timeout=1,
     )
     server.max_request_header_size = max_header_size
+    server.max_request_body_size = max_body_size
     # cheroot closes keep-alive connections beyond this many idle ones (default 10):
     # more clients would then pay a TLS handshake per request.
     server.keep_alive_conn_limit = KEEP_ALIVE_LIMIT
