@@ -93,6 +93,7 @@ class WebApp:
                         environ.get("HTTP_X_SESSION"),
                         _key_of(environ, req),
                         key_ok,
+                        environ.get("REMOTE_ADDR", ""),
                     )
                 request = Request(
                     method=req.method,

@@ -28,17 +28,17 @@ def register(agent: Agent) -> None:
     def login(request: Request) -> dict:
         username = _credential(request.body, "username")
         password = _credential(request.body, "password")
-        keys = (f"user:{username}", f"addr:{request.remote_addr}")
-        wait = agent.throttle.retry_after(*keys)
+        address = request.remote_addr
+        wait = agent.throttle.admit(username, address)
         if wait > 0:
+            wait = max(round(wait, 1), 0.1)
             raise TooManyRequests(
-                f"Too many failed logins, retry in {wait:.1f} seconds.",
-                retry_after=round(wait, 1),
+                f"Too many failed logins, retry in {wait:.1f} seconds.", retry_after=wait
             )
         if not agent.users.authenticate(username, password):
-            agent.throttle.failure(*keys)
+            agent.throttle.failure(username, address)
             raise Unauthorized("Invalid username/password.")
-        agent.throttle.success(*keys)
+        agent.throttle.success(username, address)
         return {"session": agent.sessions.create(username)}
 
     def logout(request: Request) -> dict:
