@@ -36,6 +36,7 @@ class Gate:
                 f"Too many invalid keys, retry in {wait:.1f} seconds.", retry_after=wait
             )
         if self.key_matches(key):
+            self.key_throttle.success(address)
             return True
         self.key_throttle.failure(address)
         return False

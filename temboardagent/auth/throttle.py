@@ -16,8 +16,8 @@ Rules (README, "Security"):
   temboard UI's server) bypasses the global bound and the per-address rule;
   only failures of that very pair can slow it down.
 - Invalid shared keys: per address, 10 free failures then the same growing
-  lockout, during which key attempts from that address get 429 (sessions are
-  not affected).
+  lockout, during which key attempts from that address get 429 without being
+  checked (sessions are not affected); the right key resets the address.
 
 Every table is bounded (``MAX_RECORDS``; entries older than ``FORGET_AFTER``
 go first, then the oldest) and keys are bounded in length.
@@ -202,3 +202,6 @@ class KeyThrottle:
 
     def failure(self, address: str) -> None:
         self.table.failure(address[:MAX_ADDRESS_LENGTH])
+
+    def success(self, address: str) -> None:
+        self.table.success(address[:MAX_ADDRESS_LENGTH])

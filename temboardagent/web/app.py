@@ -137,8 +137,14 @@ class WebApp:
         elif req.environ.get("HTTP_TRANSFER_ENCODING", "").lower() == "chunked":
             try:
                 raw = stream.read(self.max_body_size + 1)  # cheroot already de-chunked it
-            except MaxSizeExceeded:  # cheroot's own bound (max_request_body_size)
+            except (MaxSizeExceeded, OSError) as exc:
+                # cheroot's own bound (max_request_body_size) raises either
+                if not isinstance(exc, MaxSizeExceeded) and str(exc) != "Request Entity Too Large":
+                    raise
                 raw = None
+            except ValueError:  # bad chunk size or framing
+                bottle.response.set_header("Connection", "close")
+                raise BadRequest("Invalid chunked body.") from None
             if raw is None or len(raw) > self.max_body_size:
                 bottle.response.set_header("Connection", "close")  # rest of the body unread
                 raise PayloadTooLarge("Request body is too large.")

@@ -17,7 +17,7 @@ from cheroot import server as cheroot_server
 from cheroot.makefile import StreamReader, StreamWriter
 from cheroot.ssl.builtin import BuiltinSSLAdapter
 
-from .app import SERVER_HEADER
+from .app import DRAIN_LIMIT, SERVER_HEADER
 
 logger = logging.getLogger(__name__)
 
@@ -113,7 +113,8 @@ class JSONErrorRequest(cheroot_server.HTTPRequest):
         if close and self.response_protocol != "HTTP/1.1":
             status = "400 Bad Request"  # HTTP/1.0 has neither 413 nor 414
         text = msg if isinstance(msg, str) and msg else status[4:] + "."
-        if status[:3] == "413" and "entity" in text:  # Content-Length over the bound
+        refused_body = status[:3] == "413" and "entity" in text  # Content-Length over the bound
+        if refused_body:
             text = BODY_TOO_LARGE
         body = json.dumps({"error": text}).encode("utf-8")
         headers = [
@@ -132,6 +133,23 @@ class JSONErrorRequest(cheroot_server.HTTPRequest):
         except OSError as ex:
             if ex.args[0] not in errors.socket_errors_to_ignore:
                 raise
+        if refused_body:
+            self._discard_body()
+
+    def _discard_body(self) -> None:
+        """Read and drop up to DRAIN_LIMIT bytes of a refused body, 64 KiB at a
+        time, before the connection closes: a client still sending it would
+        otherwise get a reset instead of the 413. Bounded in bytes, and in time
+        by the connection's read budget; nothing is kept."""
+        try:
+            remaining = min(int(self.inheaders.get(b"Content-Length", 0)), DRAIN_LIMIT)
+            while remaining > 0:
+                chunk = self.conn.rfile.read(min(remaining, 65536))
+                if not chunk:
+                    return
+                remaining -= len(chunk)
+        except (OSError, ValueError, errors.FatalSSLAlert, errors.NoSSLError):
+            return
 
 
 class JSONErrorConnection(cheroot_server.HTTPConnection):
@@ -160,9 +178,9 @@ def make_server(
 
     Every request body is bounded to ``max_body_size`` by cheroot itself, before
     any route or credential check: a larger Content-Length gets a 413 and the
-    connection is closed without reading the body (cheroot would otherwise read
-    and drop an unread body in one piece before the next request); a chunked
-    body stops being read at the bound.
+    connection is closed after dropping at most ``DRAIN_LIMIT`` bytes of the
+    body in small reads (cheroot would otherwise read an unread body in one
+    piece before the next request); a chunked body stops being read at the bound.
     """
     check_key_permissions(key)
     server = wsgi.Server(

@@ -235,3 +235,23 @@ def test_wrong_keys_are_throttled_per_address(agent):
     assert status == 200, login
     status, reply = _request(agent, "GET", path, ATTACKER, headers={"X-Session": login["session"]})
     assert status == 200, reply
+
+
+def test_bad_chunked_body_is_a_400(agent):
+    agent.login()
+    raw = socket.create_connection(("127.0.0.1", agent.port), timeout=10)
+    with _tls().wrap_socket(raw) as sock:
+        sock.sendall(
+            b"POST /maintenance/postgres/vacuum HTTP/1.1\r\nHost: x\r\n"
+            + f"X-Session: {agent.session_id}\r\n".encode()
+            + b"Transfer-Encoding: chunked\r\n\r\nzz\r\n{}\r\n0\r\n\r\n"
+        )
+        reply = b""
+        while b"\r\n\r\n" not in reply or not reply.endswith(b"}"):
+            data = sock.recv(65536)
+            if not data:
+                break
+            reply += data
+    head, _, body = reply.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 400 "), reply
+    assert json.loads(body) == {"error": "Invalid chunked body."}

@@ -131,6 +131,15 @@ def test_wrong_keys_are_throttled_per_address(tmp_path):
     assert gate.check(None, "the-shared-key", key_ok=True, address="10.0.0.1") is None
     sid = gate.sessions.create("alice")
     assert gate.check(sid, None, key_ok=True, address="10.0.0.66") == "alice"
+    # The right key, once the lockout is over, resets the address's count.
+    gate.key_throttle.table._records.clear()
+    for _ in range(KEY_FREE_FAILURES - 1):
+        with pytest.raises(Unauthorized):
+            gate.check(None, "guess", key_ok=True, address="10.0.0.7")
+    assert gate.check(None, "the-shared-key", key_ok=True, address="10.0.0.7") is None
+    with pytest.raises(Unauthorized):  # counted from zero again: no lockout yet
+        gate.check(None, "guess", key_ok=True, address="10.0.0.7")
+    assert gate.check(None, "the-shared-key", key_ok=True, address="10.0.0.7") is None
 
 
 def test_expired_sessions_are_purged_without_a_call_to_purge(tmp_path):
