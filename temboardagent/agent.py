@@ -125,7 +125,11 @@ class Agent:
         previous run, scheduler), so a start that cannot listen changes nothing.
         """
         self.server.prepare()
-        self.tasks.start()
+        try:
+            self.tasks.start()
+        except BaseException:
+            self.server.stop()  # its thread pool would keep the process alive
+            raise
         thread = threading.Thread(target=self.server.serve, name="https", daemon=True)
         thread.start()
         tb = self.config.temboard

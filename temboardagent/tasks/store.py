@@ -132,8 +132,9 @@ class TaskStore:
             for statement in SCHEMA.split(";"):
                 if statement.strip():
                     conn.execute(statement)
-            if version < SCHEMA_VERSION:  # a newer agent's file keeps its version
-                conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+            # Written at every start, so an unwritable file stops the start here
+            # (a newer agent's file keeps its version).
+            conn.execute(f"PRAGMA user_version={max(version, SCHEMA_VERSION)}")
 
     @staticmethod
     def _migrate(conn: sqlite3.Connection) -> None:
