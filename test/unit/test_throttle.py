@@ -92,7 +92,7 @@ def test_global_bound_slows_everyone_but_known_good_pairs():
     assert throttle.admit("ui", "10.9.9.9") == 0  # refilled: admitted
 
 
-def test_known_good_pair_expires(monkeypatch):
+def test_known_good_pair_expires():
     clock = Clock()
     throttle = LoginThrottle(clock, global_rate=1.0, global_burst=1.0)
     throttle.success("ui", "192.0.2.10")
