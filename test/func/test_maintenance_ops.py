@@ -25,7 +25,9 @@ ODD_SCHEMA = "Mixed Case"
 ODD_TABLE = 'Odd "Name"'
 ODD_INDEX = 'Odd "Name" idx'
 FINISHED = ("done", "failed", "canceled", "aborted")
-LIST_FIELDS = {"id", "dbname", "schema", "table", "index", "mode", "datetime", "status"}
+LIST_FIELDS = {
+    "id", "dbname", "schema", "table", "index", "mode", "datetime", "status", "progress"
+}  # fmt: skip
 HISTORY_FIELDS = LIST_FIELDS | {"sql", "created", "started", "finished", "duration", "error"}
 
 
