@@ -394,6 +394,7 @@ def test_future_operation_listed_then_runs(ops, pgconn):
             "mode": "freeze",
             "datetime": when,
             "status": "todo",
+            "progress": None,
         }
     ]
     pending = op(ops, "vacuum", op_id)
@@ -497,6 +498,7 @@ def test_lists_and_filters(ops):
             "mode": None,
             "datetime": when,
             "status": "todo",
+            "progress": None,
         }
         assert items[ids["r_db"]]["schema"] is None and items[ids["r_db"]]["datetime"] == later
 
