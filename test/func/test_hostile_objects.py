@@ -191,7 +191,7 @@ def running_vacuum(pg) -> list[tuple]:
         pg,
         "SELECT pid FROM pg_catalog.pg_stat_activity"
         " WHERE application_name = 'temboard-agent' AND state = 'active'"
-        " AND query = 'VACUUM (FULL) \"public\".\"bait\"'",
+        ' AND query = \'VACUUM (FULL) "public"."bait"\'',
     )
 
 
@@ -391,7 +391,7 @@ def test_connections_pin_search_path(hpg, appdb, read_only):
             with postgres.connect(APPDB, pooled=pooled, read_only=read_only) as conn:
                 with conn.cursor() as cur:
                     cur.execute("SHOW search_path")
-                    assert cur.fetchone()[0] == "pg_catalog, pg_temp"
+                    assert cur.fetchone()[0].replace(" ", "") == "pg_catalog,pg_temp"
                     cur.execute("SHOW default_transaction_read_only")
                     assert cur.fetchone()[0] == ("on" if read_only else "off")
     finally:
