@@ -410,3 +410,91 @@ def test_read_connection_refuses_writes(hpg, appdb):
             cur.execute("VACUUM public.bait")
     finally:
         postgres.close()
+
+
+# Every operator of the agent's SQL is an exact match of pg_catalog's
+
+TRAP_TYPES = (
+    "smallint", "integer", "bigint", "real", "double precision", "numeric",
+    "pg_catalog.oid", "pg_catalog.name", "pg_catalog.text", 'pg_catalog."char"', "boolean",
+)  # fmt: skip
+TRAP_OPERATORS = ("=", "<>", "<", ">", "<=", ">=", "+", "-", "*", "/", "~", "!~")
+#: parameters of every query, as the agent binds them
+PARAMS = {
+    "schema": "pg_catalog", "table": "pg_class", "index": "pg_class_oid_index",
+    "dbname": "postgres", "nsp": 11, "locked": [1259], "pid": 1, "query": "VACUUM",
+}  # fmt: skip
+
+
+def plant_operator_traps(pg, dbname: str) -> int:
+    """In ``public``: each operator for each pair of types pg_catalog lacks.
+
+    Such an operator would be an exact match, chosen over pg_catalog's even
+    on the default search_path, wherever a query mixes types.
+    """
+    conn = psycopg2.connect(pg.dsn(dbname))
+    conn.autocommit = True
+    statements = []
+    with conn.cursor() as cur:
+        cur.execute(
+            "SELECT o.oprname, o.oprleft::pg_catalog.regtype::pg_catalog.text,"
+            " o.oprright::pg_catalog.regtype::pg_catalog.text FROM pg_catalog.pg_operator o"
+        )
+        existing = set(cur.fetchall())
+        for left in TRAP_TYPES:
+            for right in TRAP_TYPES:
+                cur.execute(
+                    "SELECT %s::pg_catalog.regtype::pg_catalog.text,"
+                    " %s::pg_catalog.regtype::pg_catalog.text",
+                    (left, right),
+                )
+                names = cur.fetchone()
+                statements.append(
+                    f"CREATE FUNCTION public.trap({left}, {right}) RETURNS boolean"
+                    " LANGUAGE sql AS 'SELECT NULL::boolean';"
+                )
+                for op in TRAP_OPERATORS:
+                    if (op, *names) not in existing:
+                        statements.append(
+                            f"CREATE OPERATOR public.{op} (LEFTARG = {left},"
+                            f" RIGHTARG = {right}, FUNCTION = public.trap);"
+                        )
+        cur.execute("".join(statements))
+    conn.close()
+    return sum(s.startswith("CREATE OPERATOR") for s in statements)
+
+
+def test_every_operator_is_an_exact_pg_catalog_match(hpg, appdb):
+    """Each query, made a view, depends on no object of ``public``."""
+    from temboardagent.plugins.maintenance.catalog import SQL_DIR, load_sql
+
+    assert plant_operator_traps(hpg, APPDB) > 1000
+    fragments = {"cfg", "locked", "estimates", "stats_pg_statistic", "stats_pg_stats"}
+    texts = {}
+    for path in sorted(SQL_DIR.glob("*.sql")):
+        if path.stem not in fragments:
+            for stats in ("pg_statistic", "pg_stats"):
+                texts[f"{path.stem} ({stats})"] = load_sql(path.stem, stats)
+    conn = psycopg2.connect(hpg.dsn(APPDB))  # default search_path: "$user", public
+    try:
+        with conn.cursor() as cur:
+            for name, text in texts.items():
+                for relid in (None, 1259):
+                    query = cur.mogrify(text, dict(PARAMS, relid=relid)).decode()
+                    # a subquery: relations.sql has two columns named "name"
+                    cur.execute(f"CREATE TEMPORARY VIEW checked AS SELECT 1 FROM ({query}) AS q")
+                    cur.execute(
+                        "SELECT d.refclassid::pg_catalog.regclass::pg_catalog.text,"
+                        " pg_catalog.pg_describe_object(d.refclassid, d.refobjid, 0)"
+                        " FROM pg_catalog.pg_depend d"
+                        " JOIN pg_catalog.pg_rewrite r ON r.oid = d.objid"
+                        " WHERE d.classid = 'pg_catalog.pg_rewrite'::pg_catalog.regclass"
+                        " AND r.ev_class = 'checked'::pg_catalog.regclass"
+                        " AND d.refobjid >= 16384::pg_catalog.oid"  # not a built-in object
+                        " AND d.refobjid <> 'checked'::pg_catalog.regclass"
+                    )
+                    assert cur.fetchall() == [], f"{name} uses objects of users"
+                    cur.execute("DROP VIEW checked")
+    finally:
+        conn.rollback()
+        conn.close()
