@@ -290,7 +290,11 @@ SCHEMAS: dict[str, Any] = {
     ),
     "Instance": _obj(
         {
-            "databases": {"type": "array", "items": _ref("DatabaseSummary")},
+            "databases": {
+                "type": "array",
+                "items": _ref("DatabaseSummary"),
+                "description": "The databases that are not templates.",
+            },
             "instance": _obj({"total_bytes": NUM, "total_size": STR}),
         }
     ),
