@@ -2,7 +2,7 @@
 -- with their indexes: one row per (table, index) ordered by table and index
 -- name, a single row with NULL index columns for a table without index.
 -- %(locked)s: OIDs from locked.sql, whose sizes are read from pg_class.
-WITH cfg AS (
+WITH RECURSIVE cfg AS (
 /*@cfg*/
 ),
 tbl AS (
