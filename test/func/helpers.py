@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import socket
+import ssl
 import threading
 import time
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable, TypeVar
 
@@ -83,3 +88,64 @@ def route_table(tmp_path: Path) -> list[RouteInfo]:
     finally:
         agent.tasks.close()
         agent.sessions.close()
+
+
+def legacy_tls_client(version: ssl.TLSVersion) -> ssl.SSLContext:
+    """A client context that offers ``version`` and nothing else, certificate unchecked.
+
+    OpenSSL 3 refuses to offer TLS 1.0/1.1 at its default security level: level 0
+    lets the client offer them, so that a refusal can only come from the server.
+    """
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        ctx.set_ciphers("DEFAULT:@SECLEVEL=0")
+        ctx.minimum_version = ctx.maximum_version = version
+    return ctx
+
+
+def tls_handshake(ctx: ssl.SSLContext, port: int) -> str:
+    """The protocol version negotiated with 127.0.0.1:``port`` (ssl.SSLError if refused)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=HANG) as raw:
+        with ctx.wrap_socket(raw) as tls:
+            return tls.version()
+
+
+@contextmanager
+def permissive_tls_server(directory: Path) -> Iterator[int]:
+    """A bare TLS server accepting TLS 1.0 and up, one handshake per connection: the
+    control showing that a client context really offers an old version. Yields its port."""
+    make_self_signed_cert(directory / "control.pem", directory / "control.key")
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(directory / "control.pem", directory / "control.key")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        ctx.set_ciphers("DEFAULT:@SECLEVEL=0")
+        ctx.minimum_version = ssl.TLSVersion.TLSv1
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(0.2)
+    stop = threading.Event()
+
+    def serve() -> None:
+        while not stop.is_set():
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                continue
+            conn.settimeout(HANG)
+            try:
+                with ctx.wrap_socket(conn, server_side=True):
+                    pass
+            except OSError:
+                pass
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield listener.getsockname()[1]
+    finally:
+        stop.set()
+        thread.join(HANG)
+        listener.close()
