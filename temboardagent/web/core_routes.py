@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from typing import TYPE_CHECKING, Any
 
@@ -31,9 +32,10 @@ def register(agent: Agent) -> None:
         keys = (f"user:{username}", f"addr:{request.remote_addr}")
         wait = agent.throttle.retry_after(*keys)
         if wait > 0:
+            wait = math.ceil(wait * 10) / 10  # never "retry in 0.0 s"
             raise TooManyRequests(
                 f"Too many failed logins, retry in {wait:.1f} seconds.",
-                retry_after=round(wait, 1),
+                retry_after=wait,
             )
         if not agent.users.authenticate(username, password):
             agent.throttle.failure(*keys)
