@@ -158,19 +158,15 @@ def test_operation_due_while_postgres_down(fpg, make_agent):
     assert item["status"] == "failed", item
     assert item["error"] == "PostgreSQL is unavailable."
     fpg.start()
+
     # Nothing retries it behind our back: a witness on the same target, due now,
     # runs after any retry of it would have. (Its POST may meet a pooled connection
     # of the stopped server once: a 503 that empties the pool; not what is tested here.)
-    resp = wait_for(
-        lambda: (
-            (
-                r := agent.post("/maintenance/postgres/schema/public/table/f1/vacuum", json={})
-            ).status_code
-            != 503
-            and r
-        ),
-        message="PostgreSQL to be reachable again",
-    )
+    def post_witness():
+        resp = agent.post("/maintenance/postgres/schema/public/table/f1/vacuum", json={})
+        return resp if resp.status_code != 503 else None
+
+    resp = wait_for(post_witness, message="PostgreSQL to be reachable again")
     assert resp.status_code == 200, resp.text
     assert _wait_status(agent, "vacuum", resp.json()["id"], ("failed", "done"))["status"] == "done"
     assert agent.get(f"/maintenance/analyze/{op}").json()["status"] == "failed"
