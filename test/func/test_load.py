@@ -1,7 +1,8 @@
 """200 concurrent clients for 30 s against a private agent: only 200 and the
 documented 409 (duplicate operation), and a flat memory footprint.
 
-About 45 s. Skip it with ``--ignore=test/func/test_load.py``.
+Throughput and latency are figures of ``bench/bench_load.py`` (side by side with
+a bare server), not assertions. About 45 s.
 """
 
 from __future__ import annotations
@@ -54,8 +55,7 @@ def test_200_clients_30_seconds(loaded_agent):
     for result in (warm, run):
         assert result["error_count"] == 0, result["errors"]
         assert set(result["statuses"]) <= {200, 409}
-    assert run["statuses"].get(200, 0) > run["requests"] / 2
-    assert run["rps"] > 50
+    assert run["statuses"].get(200, 0) > run["requests"] / 2  # served, not only refused
     assert after - before < MAX_GROWTH_KIB, (before, after)
     assert agent.proc.poll() is None
     log = agent.logfile.read_text(errors="replace")
