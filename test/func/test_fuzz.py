@@ -110,6 +110,11 @@ values = {_toml_list(agent.op_ids + ["00000000"])}
 "path.index" = {{ dictionary = "index", probability = 0.5 }}
 "path.operation" = {{ dictionary = "operation", probability = 0.5 }}
 
+# No cache of crashes and replays: a run is reproducible (fixed seed) and writes
+# nothing outside its temporary directory.
+[cache]
+enabled = false
+
 [checks.ignored_auth]
 enabled = false
 [checks.use_after_free]
