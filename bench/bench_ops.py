@@ -229,6 +229,7 @@ def requests_rps(agent, url: str, clients: int, seconds: float, bare: bool = Fal
     def loop(i: int) -> None:
         if bare:
             s = requests.Session()
+            s.trust_env = False  # REQUESTS_CA_BUNDLE would override verify
             s.verify = False
         else:
             s = agent.new_session()

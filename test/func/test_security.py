@@ -347,7 +347,7 @@ def test_quoted_identifiers(env):
         assert resp.status_code == 200, (path, resp.text)
         ids.append((path.rsplit("/", 1)[1], resp.json()["id"]))
     for kind, op in ids:
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + HANG
         while True:
             item = agent.get(f"/maintenance/{kind}/{op}").json()
             if item["status"] not in ("todo", "queued", "doing"):
