@@ -25,6 +25,7 @@ MAX_IDLE_PER_KEY = 4
 
 _MISSING_DB = re.compile(r'database "(.*)" does not exist', re.S)  # names may hold newlines
 _REFUSING_DB = re.compile(r'database "(.*)" is not currently accepting connections')
+_DENIED_DB = re.compile(r'permission denied for database "(.*)"')
 
 
 def map_postgres_error(exc: Exception) -> HTTPError:
@@ -44,6 +45,9 @@ def map_postgres_error(exc: Exception) -> HTTPError:
         refusing = _REFUSING_DB.search(text)
         if refusing:
             return Conflict(f"Database '{refusing.group(1)}' does not accept connections.")
+        denied = _DENIED_DB.search(text)
+        if denied:  # no CONNECT privilege
+            return HTTPError(f"PostgreSQL refused: {denied.group(0)}", status=403)
         return ServiceUnavailable("PostgreSQL is unavailable.")
     return HTTPError("Internal error.", status=500)
 

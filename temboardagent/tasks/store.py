@@ -26,7 +26,7 @@ from .model import FINISHED, ID_RE, PENDING, STATUSES, Task, TaskExists, from_us
 
 logger = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 BUSY_TIMEOUT_MS = 10_000
 
 SCHEMA = """
@@ -42,7 +42,8 @@ CREATE TABLE IF NOT EXISTS tasks (
     finished INTEGER,
     pid      INTEGER,
     output   TEXT,
-    error    TEXT
+    error    TEXT,
+    details  TEXT     -- JSON object or NULL (version 2)
 );
 -- scheduler (due todo, next start), duplicate check and pending lists: these
 -- stay cheap however long the history is.
@@ -57,8 +58,11 @@ CREATE INDEX IF NOT EXISTS tasks_finished ON tasks (finished)
 """
 
 COLUMNS = (
-    "id, worker, target, options, start, status, created, started, finished, pid, output, error"
+    "id, worker, target, options, start, status, created, started, finished, pid, output, error, "
+    "details"
 )
+#: columns added after version 1, added to older files when they are opened
+MIGRATIONS = (("details", "TEXT"),)
 
 _KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _ORDERS = {
@@ -90,6 +94,7 @@ def _row_to_task(row: Sequence[Any]) -> Task:
         pid=row[9],
         output=row[10],
         error=row[11],
+        details=None if row[12] is None else json.loads(row[12]),
     )
 
 
@@ -122,7 +127,17 @@ class TaskStore:
             for statement in SCHEMA.split(";"):
                 if statement.strip():
                     conn.execute(statement)
+            self._migrate(conn)
             conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+
+    @staticmethod
+    def _migrate(conn: sqlite3.Connection) -> None:
+        """Add the columns a file written by an older agent lacks."""
+        present = {row[1] for row in conn.execute("PRAGMA table_info(tasks)")}
+        for name, sql_type in MIGRATIONS:
+            if name not in present:
+                conn.execute(f"ALTER TABLE tasks ADD COLUMN {name} {sql_type}")
+                logger.info("Task list: added column %s.", name)
 
     # Connections
 
@@ -384,6 +399,12 @@ class TaskStore:
         self._execute(
             "UPDATE tasks SET output = ? WHERE id = ? AND status = 'doing'",
             (output, task_id),
+        )
+
+    def set_details(self, task_id: str, details: Mapping[str, Any] | None) -> None:
+        self._execute(
+            "UPDATE tasks SET details = ? WHERE id = ? AND status = 'doing'",
+            (None if details is None else dump_json(details), task_id),
         )
 
     def finish(

@@ -48,7 +48,10 @@ Decisions (to be documented for users):
   agent cannot connect to (``datallowconn`` false as ``template0``, invalid,
   connection refused, timeout) keep their ``total_bytes``
   (``pg_database_size``, null if the role may not read it) and have null
-  figures otherwise. The instance ``total_bytes`` sums every database.
+  figures otherwise, and a ``reason`` (null for the others): not accepting
+  connections, or the error, e.g. ``PostgreSQL refused: permission denied for
+  database "d"`` for a role without CONNECT. The instance ``total_bytes`` sums
+  every database.
   Databases are queried concurrently, at most ``parallel_databases`` at once.
 """
 
@@ -335,6 +338,22 @@ def is_template(conn: Any, dbname: str) -> bool:
     return bool(row[0])
 
 
+#: ``reason`` of a database closed to connections (template0, invalid)
+NOT_CONNECTABLE = "The database does not accept connections."
+
+
+def unreachable_reason(exc: Exception) -> str:
+    """Why a database could not be read, for its ``reason`` in GET /maintenance."""
+    if isinstance(exc, HTTPError):
+        return exc.message
+    diag = getattr(exc, "diag", None)
+    primary = getattr(diag, "message_primary", None)
+    if primary:
+        return primary
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
 def instance(connect: Connect, parallel_databases: int = 4) -> dict[str, Any]:
     """``GET /maintenance``: every database of the instance and its total size.
 
@@ -347,13 +366,13 @@ def instance(connect: Connect, parallel_databases: int = 4) -> dict[str, Any]:
         databases = cur.fetchall()
     templates = {name for name, _, template, _ in databases if template}
 
-    def summary(datname: str) -> dict[str, Any] | None:
+    def summary(datname: str) -> dict[str, Any] | str:
         try:
             with connect(datname, pooled=datname not in templates) as conn:
                 return database_summary(conn)
         except (HTTPError, psycopg2.Error) as exc:
             logger.warning("Cannot read database %s: %s", datname, exc)
-            return None
+            return unreachable_reason(exc)
 
     # largest first: the slowest database starts at once (longest job first)
     names = [
@@ -367,8 +386,11 @@ def instance(connect: Connect, parallel_databases: int = 4) -> dict[str, Any]:
 
     entries = []
     for datname, _, _, total in databases:
-        figures = summaries.get(datname) or dict.fromkeys(DATABASE_FIGURES)
-        entry = {"datname": datname, **figures}
+        figures = summaries.get(datname, NOT_CONNECTABLE)
+        reason = None
+        if isinstance(figures, str):
+            figures, reason = dict.fromkeys(DATABASE_FIGURES), figures
+        entry = {"datname": datname, **figures, "reason": reason}
         entry["total_bytes"] = total
         entry["total_size"] = size_pretty(total)
         entries.append(dict(sorted(entry.items())))

@@ -12,7 +12,9 @@ An operation is a task of the agent's task manager (``temboardagent.tasks``):
 Execution: the worker opens a dedicated connection (not pooled, no statement
 timeout) to the target database, stores the exact statement text as the task's
 output, records its backend pid, then runs the statement in autocommit. Failures
-keep PostgreSQL's message as the task error. If PostgreSQL is unreachable when an
+keep PostgreSQL's message as the task error. The notices PostgreSQL sends are kept
+on the task (``details``) and an operation that skipped what it had to process
+fails (see :mod:`.outcome`). If PostgreSQL is unreachable when an
 operation is due, the operation fails at once (``PostgreSQL is unavailable.``):
 it is not retried later, so a maintenance window is never silently shifted.
 """
@@ -33,6 +35,7 @@ from psycopg2 import sql
 
 from ...errors import BadRequest, HTTPError, malformed
 from .. import PluginContext
+from . import outcome
 from .catalog import load_sql
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -282,6 +285,7 @@ def history_item(task: Task) -> dict[str, Any]:
     duration = None
     if task.started is not None and task.finished is not None:
         duration = round((task.finished - task.started).total_seconds(), 6)
+    details = task.details or {}
     item.update(
         sql=text,
         created=format_optional(task.created),
@@ -289,6 +293,9 @@ def history_item(task: Task) -> dict[str, Any]:
         finished=format_optional(task.finished),
         duration=duration,
         error=task.error if task.status in ("failed", "aborted") else None,
+        notices=details.get("notices", []),
+        skipped=details.get("skipped", []),
+        skipped_count=details.get("skipped_count", 0),
     )
     return item
 
@@ -365,6 +372,7 @@ class OperationRunner:
         text = statement.as_string(conn)
         tctx.set_output(text)
         with conn.cursor() as cur:
+            cur.execute(load_sql("op_messages"))
             cur.execute(load_sql("op_backend_pid"))
             pid = cur.fetchone()[0]
             tctx.set_pid(pid)
@@ -373,15 +381,17 @@ class OperationRunner:
                 if state.canceled or tctx.cancel_requested.is_set():
                     raise OperationCanceled("Canceled before start.")
                 state.executing = True
+            collector = conn.notices = outcome.NoticeCollector()
             logger.info("Running %s (task %s).", text, tctx.task.id)
             try:
                 cur.execute(statement)
             finally:
                 with state.lock:
                     state.executing = False
-                for notice in getattr(conn, "notices", ())[:20]:
-                    # e.g. "WARNING: skipping "t" --- only table or database owner can vacuum it"
-                    logger.warning("Task %s: %s", tctx.task.id, notice.strip())
+                record_notices(tctx, conn, collector)
+        error = outcome.verdict(collector, single=is_single(tctx.task.target))
+        if error is not None:
+            raise OperationError(error)
         return text
 
     def cancel(self, task: Task) -> None:
@@ -455,6 +465,33 @@ class OperationRunner:
         except (HTTPError, psycopg2.Error) as exc:
             logger.error("Could not cancel backends of interrupted operations: %s", exc)
         return count
+
+
+def is_single(target: Mapping[str, Any]) -> bool:
+    """True for an operation on one table or index, False for a whole database."""
+    return target.get("table") is not None or target.get("index") is not None
+
+
+def record_notices(tctx: TaskContext, conn: Any, collector: outcome.NoticeCollector) -> None:
+    """Keep PostgreSQL's notices and skipped relations on the task (best effort)."""
+    task_id = tctx.task.id
+    for notice in collector.notices[:20]:
+        # e.g. WARNING: skipping "t" --- only table or database owner can vacuum it
+        logger.warning("Task %s: %s", task_id, notice)
+
+    def qualify(names: list[str]) -> dict[str, str]:
+        try:
+            with conn.cursor() as cur:
+                cur.execute(load_sql("op_skipped_relations"), {"names": names})
+                return {relname: f"{nspname}.{relname}" for relname, nspname in cur.fetchall()}
+        except psycopg2.Error as exc:  # connection lost, canceled...
+            logger.debug("Task %s: cannot qualify skipped relations: %s", task_id, exc)
+            return {}
+
+    try:
+        tctx.set_details(outcome.details(collector, qualify))
+    except Exception:  # never hide the statement's own error
+        logger.exception("Task %s: failed to record PostgreSQL's notices.", task_id)
 
 
 def register_workers(ctx: PluginContext) -> OperationRunner:
