@@ -48,12 +48,23 @@ def server_version(pg) -> int:
     return int(run_sql(pg, "SHOW server_version_num")[0][0])
 
 
+def drop_database(pg, name: str) -> None:
+    """DROP DATABASE, closing its sessions first (WITH (FORCE) needs PostgreSQL 13)."""
+    run_sql(
+        pg,
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+        "WHERE datname = %s AND pid <> pg_backend_pid()",
+        (name,),
+    )
+    run_sql(pg, f"DROP DATABASE IF EXISTS {name}")
+
+
 @pytest.fixture(scope="module")
 def cluster(pg):
     """Roles and databases of this module (dropped at the end)."""
     version = server_version(pg)
     for name in (DB, CLOSED):
-        run_sql(pg, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        drop_database(pg, name)
     for role in ROLES:
         run_sql(pg, f"DROP ROLE IF EXISTS {role}")
     run_sql(pg, f"CREATE ROLE {MONITOR} LOGIN IN ROLE pg_monitor")
@@ -66,7 +77,7 @@ def cluster(pg):
     run_sql(pg, SETUP, dbname=DB)
     yield pg
     for name in (DB, CLOSED):
-        run_sql(pg, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        drop_database(pg, name)
     for role in ROLES:
         run_sql(pg, f"DROP ROLE IF EXISTS {role}")
 
