@@ -27,6 +27,7 @@ ODD_INDEX = 'Odd "Name" idx'
 FINISHED = ("done", "failed", "canceled", "aborted")
 LIST_FIELDS = {"id", "dbname", "schema", "table", "index", "mode", "datetime", "status"}
 HISTORY_FIELDS = LIST_FIELDS | {"sql", "created", "started", "finished", "duration", "error"}
+HISTORY_FIELDS |= {"notices", "skipped", "skipped_count"}  # extensions
 
 
 # Helpers
@@ -244,6 +245,7 @@ def test_table_vacuum(ops, pgconn, mode, statement):
         "t1",
         None,
     )
+    assert item["notices"] == [] and item["skipped"] == [] and item["skipped_count"] == 0
     assert set(item) == HISTORY_FIELDS
     assert isinstance(item["duration"], float)
     after_vacuums, after_analyzes = counters(conn, "public", "t1")

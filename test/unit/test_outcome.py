@@ -188,3 +188,47 @@ def test_database_denial():
     assert database_denial("reindex", "d", dict(row, database_owner=True)) is None
     closed = dict(row, can_connect=False)
     assert database_denial("analyze", "d", closed) == 'role "x" may not connect to database d'
+
+
+# Messages in another language (server or role lc_messages)
+
+FRENCH = "ATTENTION:  droit refusé pour le VACUUM de « t », ignoré\n"
+
+
+def test_foreign_messages_fail_a_single_relation_the_role_may_not_process():
+    collector = collect(FRENCH)
+    assert collector.skipped_count == 0
+    assert collector.first_foreign == FRENCH.strip()
+    assert verdict(collector, single=True) is None  # not recognized: the worker checks
+    assert verdict(collector, single=True, denied='role "x" may not VACUUM public.t') == (
+        FRENCH.strip()
+    )
+    assert verdict(collect(), single=True, denied="denied") == "denied"
+    # English texts are recognized without a check.
+    assert collect(XMIN, PG16_DENIED).first_foreign is None
+
+
+def test_the_worker_checks_privileges_only_for_foreign_messages_of_one_relation(monkeypatch):
+    from datetime import datetime, timezone
+
+    from temboardagent.plugins.maintenance import operations, privileges
+    from temboardagent.tasks import Task
+
+    asked = []
+
+    def denial(conn, kind, target):
+        asked.append((kind, target["table"]))
+        return 'role "x" may not ANALYZE s.t (owner: y)'
+
+    monkeypatch.setattr(privileges, "target_denial", denial)
+    now = datetime.now(timezone.utc)
+
+    def task(table):
+        target = operations.make_target("db", "s" if table else None, table)
+        return Task("0123abcd", "maintenance.analyze", target, {}, now, "doing", now)
+
+    assert operations.outcome_error(None, task("t"), collect(FRENCH)) == FRENCH.strip()
+    assert asked == [("analyze", "t")]
+    assert operations.outcome_error(None, task("t"), collect(XMIN)) is None
+    assert operations.outcome_error(None, task(None), collect(FRENCH)) is None
+    assert len(asked) == 1

@@ -35,7 +35,7 @@ from psycopg2 import sql
 
 from ...errors import BadRequest, HTTPError, malformed
 from .. import PluginContext
-from . import outcome
+from . import outcome, privileges
 from .catalog import load_sql
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -389,7 +389,7 @@ class OperationRunner:
                 with state.lock:
                     state.executing = False
                 record_notices(tctx, conn, collector)
-        error = outcome.verdict(collector, single=is_single(tctx.task.target))
+        error = outcome_error(conn, tctx.task, collector)
         if error is not None:
             raise OperationError(error)
         return text
@@ -470,6 +470,23 @@ class OperationRunner:
 def is_single(target: Mapping[str, Any]) -> bool:
     """True for an operation on one table or index, False for a whole database."""
     return target.get("table") is not None or target.get("index") is not None
+
+
+def outcome_error(conn: Any, task: Task, collector: outcome.NoticeCollector) -> str | None:
+    """The error of an operation PostgreSQL ran without error (None: done).
+
+    Messages not in English cannot be read: for one relation, the role's
+    privileges are then checked here, so a translated permission warning
+    still fails the operation.
+    """
+    single = is_single(task.target)
+    denied = None
+    if single and collector.first_foreign is not None:
+        try:
+            denied = privileges.target_denial(conn, kind_of(task.worker) or "", task.target)
+        except psycopg2.Error as exc:
+            logger.warning("Task %s: cannot check privileges: %s", task.id, exc)
+    return outcome.verdict(collector, single, denied)
 
 
 def record_notices(tctx: TaskContext, conn: Any, collector: outcome.NoticeCollector) -> None:

@@ -15,8 +15,12 @@ reported ``done``:
 psycopg2 gives notices as text (``"WARNING:  message\\n"``), without SQLSTATE,
 in the server's ``lc_messages``: the worker asks for English messages when
 its role may set them (superuser). Recognized texts are those of PostgreSQL
-12 to 18. Everything here is pure (no I/O) and bounded: whatever the number
-of notices, at most :data:`MAX_NOTICES` texts of at most
+12 to 18. Messages in another language are kept too; for a single relation,
+the worker then checks the role's privileges itself (``denied`` of
+:func:`verdict`), so a translated permission warning still fails it.
+
+Everything here is pure (no I/O) and bounded: whatever the number of
+notices, at most :data:`MAX_NOTICES` texts of at most
 :data:`MAX_NOTICE_LENGTH` characters and :data:`MAX_SKIPPED` skipped
 relations are kept; counters stay exact.
 """
@@ -38,6 +42,8 @@ GONE = "gone"  # dropped while the operation ran
 OTHER = "other"  # any other skip (invalid index with CONCURRENTLY, non-table...)
 
 _SEVERITY = re.compile(r"^([A-Z]+):\s+(.*)$", re.S)
+#: severities of English messages (libpq's texts of the 'S' field)
+ENGLISH_SEVERITIES = frozenset({"DEBUG", "LOG", "INFO", "NOTICE", "WARNING"})
 
 # English messages of PostgreSQL 12-18 (vacuum.c, analyze.c, indexcmds.c).
 _SKIPS: tuple[tuple[re.Pattern, str], ...] = (
@@ -124,13 +130,18 @@ class NoticeCollector:
     skipped_count: int = 0
     #: the first skip of a relation the role may process
     first_failure: Skip | None = None
+    #: the first message not in English (server or role ``lc_messages``)
+    first_foreign: str | None = None
 
     def append(self, text: Any) -> None:
         text = str(text)
         self.notices_count += 1
         if len(self.notices) < MAX_NOTICES:
             self.notices.append(_cut(text.strip(), MAX_NOTICE_LENGTH))
-        skip = skip_of(parse_notice(text))
+        notice = parse_notice(text)
+        if notice.severity not in ENGLISH_SEVERITIES and self.first_foreign is None:
+            self.first_foreign = _cut(text.strip(), MAX_NOTICE_LENGTH)
+        skip = skip_of(notice)
         if skip is None:
             return
         self.skipped_count += 1
@@ -150,17 +161,21 @@ def _cut(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def verdict(collector: NoticeCollector, single: bool) -> str | None:
+def verdict(collector: NoticeCollector, single: bool, denied: str | None = None) -> str | None:
     """The error of an operation that ran without error, or None when it is done.
 
     ``single``: the operation named one table or index (anything skipped is a
     failure); otherwise it covered a database (only skips of relations the
-    role may process are).
+    role may process are). ``denied``: for a single relation, why the role may
+    not process it, when the worker checked (messages not in English): the
+    operation then failed, with PostgreSQL's message when it sent one.
     """
     if single:
         if collector.skipped_count:
             first = collector.first_failure or collector.skipped[0]
             return first.message
+        if denied is not None:
+            return collector.first_foreign or denied
         return None
     failure = collector.first_failure
     if failure is None:

@@ -111,9 +111,21 @@ def check(
         raise Forbidden(reason)
     if whole:
         return
+    with _connect(ctx, settings, dbname) as conn:
+        reason = target_denial(conn, kind, target)
+    if reason is not None:
+        raise Forbidden(reason)
+
+
+def target_denial(conn: Any, kind: str, target: dict[str, Any]) -> str | None:
+    """Why the role may not run ``kind`` on a table or index target (None: it may).
+
+    ``conn`` is connected to the target's database. An unknown relation is
+    not denied: the operation itself reports it missing.
+    """
     schema = target["schema"]
     relname = target.get("index") or target["table"]
-    with _connect(ctx, settings, dbname) as conn, conn.cursor() as cur:
+    with conn.cursor() as cur:
         params = {
             "schema": schema,
             "relname": relname,
@@ -122,6 +134,4 @@ def check(
         }
         cur.execute(load_sql("op_privileges_relation"), params)
         rows = [RelationFacts(*row) for row in cur.fetchall()]
-    reason = relation_denial(kind, rows, f"{schema}.{relname}")
-    if reason is not None:
-        raise Forbidden(reason)
+    return relation_denial(kind, rows, f"{schema}.{relname}")
