@@ -26,7 +26,7 @@ from .model import FINISHED, ID_RE, PENDING, STATUSES, Task, TaskExists, from_us
 
 logger = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 1
 BUSY_TIMEOUT_MS = 10_000
 
 SCHEMA = """
@@ -42,8 +42,7 @@ CREATE TABLE IF NOT EXISTS tasks (
     finished INTEGER,
     pid      INTEGER,
     output   TEXT,
-    error    TEXT,
-    details  TEXT     -- JSON object or NULL (version 2)
+    error    TEXT
 );
 -- scheduler (due todo, next start), duplicate check and pending lists: these
 -- stay cheap however long the history is.
@@ -57,12 +56,13 @@ CREATE INDEX IF NOT EXISTS tasks_finished ON tasks (finished)
     WHERE finished IS NOT NULL;
 """
 
+#: columns added after the first release: (name, SQL type), added at start-up when missing
+ADDED_COLUMNS = (("details", "TEXT"),)  # details: JSON object reported by the worker
+
 COLUMNS = (
-    "id, worker, target, options, start, status, created, started, finished, pid, output, error, "
-    "details"
+    "id, worker, target, options, start, status, created, started, finished, pid, output, error"
+    ", details"
 )
-#: columns added after version 1, added to older files when they are opened
-MIGRATIONS = (("details", "TEXT"),)
 
 _KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _ORDERS = {
@@ -127,17 +127,16 @@ class TaskStore:
             for statement in SCHEMA.split(";"):
                 if statement.strip():
                     conn.execute(statement)
-            self._migrate(conn)
+            self._add_missing_columns(conn)
             conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
 
     @staticmethod
-    def _migrate(conn: sqlite3.Connection) -> None:
-        """Add the columns a file written by an older agent lacks."""
+    def _add_missing_columns(conn: sqlite3.Connection) -> None:
+        """Migrate a task list of an older agent: add the columns it lacks (NULL)."""
         present = {row[1] for row in conn.execute("PRAGMA table_info(tasks)")}
-        for name, sql_type in MIGRATIONS:
+        for name, sql_type in ADDED_COLUMNS:
             if name not in present:
                 conn.execute(f"ALTER TABLE tasks ADD COLUMN {name} {sql_type}")
-                logger.info("Task list: added column %s.", name)
 
     # Connections
 
