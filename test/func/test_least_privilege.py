@@ -16,6 +16,7 @@ from __future__ import annotations
 import time
 from datetime import datetime, timedelta, timezone
 
+import psycopg2
 import pytest
 
 from .agentproc import AgentProcess
@@ -311,6 +312,46 @@ def test_database_wide_operation_lists_what_it_skipped(owner, kind):
     assert '"theirs"' in skipped["public.theirs"]
     assert item["skipped_count"] == len(item["skipped"])
     assert len(item["notices"]) == min(100, item["skipped_count"])
+
+
+# SKIP_LOCKED as superuser (the option comes with issue 12)
+
+
+@pytest.fixture
+def locked(agent, cluster):
+    """``public.locked`` held in ACCESS EXCLUSIVE mode by an open transaction."""
+    schema = agent.get("/openapi.json").json()["components"]["schemas"]["VacuumRequest"]
+    if "skip_locked" not in schema["properties"]:
+        pytest.skip("this agent has no skip_locked option (issue 12); outcome is unit-tested")
+    run_sql(cluster, "CREATE TABLE IF NOT EXISTS public.locked (id int)", dbname=DB)
+    conn = psycopg2.connect(cluster.dsn(DB))
+    try:
+        with conn.cursor() as cur:
+            cur.execute("LOCK TABLE public.locked IN ACCESS EXCLUSIVE MODE")
+        yield "public.locked"
+    finally:
+        conn.rollback()
+        conn.close()
+
+
+def test_skip_locked_table_vacuum_fails_with_the_warning(agent, locked):
+    item = run_op(
+        agent, f"/maintenance/{DB}/schema/public/table/locked/vacuum", {"skip_locked": True}
+    )
+    assert item["status"] == "failed", item
+    assert item["error"] == 'skipping vacuum of "locked" --- lock not available'
+    assert item["skipped"] == [{"relation": "public.locked", "reason": item["error"]}]
+    assert any(item["error"] in notice for notice in item["notices"])
+
+
+def test_skip_locked_database_vacuum_fails_when_it_skipped_a_table(agent, locked):
+    item = run_op(agent, f"/maintenance/{DB}/vacuum", {"skip_locked": True})
+    assert item["status"] == "failed", item
+    assert 'skipping vacuum of "locked" --- lock not available' in item["error"]
+    assert {
+        "relation": "public.locked",
+        "reason": 'skipping vacuum of "locked" --- lock not available',
+    } in item["skipped"]
 
 
 # PostgreSQL 17+: pg_maintain

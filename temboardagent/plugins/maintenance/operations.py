@@ -492,9 +492,16 @@ def outcome_error(conn: Any, task: Task, collector: outcome.NoticeCollector) -> 
 def record_notices(tctx: TaskContext, conn: Any, collector: outcome.NoticeCollector) -> None:
     """Keep PostgreSQL's notices and skipped relations on the task (best effort)."""
     task_id = tctx.task.id
-    for notice in collector.notices[:20]:
+    for notice in collector.notices[:5]:
         # e.g. WARNING: skipping "t" --- only table or database owner can vacuum it
         logger.warning("Task %s: %s", task_id, notice)
+    if collector.notices_count > 5:
+        logger.warning(
+            "Task %s: %d messages from PostgreSQL, %d skipped relation(s).",
+            task_id,
+            collector.notices_count,
+            collector.skipped_count,
+        )
 
     def qualify(names: list[str]) -> dict[str, str]:
         try:
