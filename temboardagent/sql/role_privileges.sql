@@ -6,13 +6,13 @@ SELECT r.rolname::pg_catalog.text AS role,
        r.rolsuper AS superuser,
        coalesce((SELECT pg_catalog.pg_has_role(m.oid, 'USAGE'::pg_catalog.text)
                  FROM pg_catalog.pg_roles AS m
-                 WHERE m.rolname OPERATOR(pg_catalog.=) 'pg_monitor'::pg_catalog.name),
+                 WHERE m.rolname = 'pg_monitor'::pg_catalog.name),
                 false) AS pg_monitor,
        coalesce((SELECT pg_catalog.pg_has_role(m.oid, 'USAGE'::pg_catalog.text)
                  FROM pg_catalog.pg_roles AS m
-                 WHERE m.rolname OPERATOR(pg_catalog.=) 'pg_maintain'::pg_catalog.name),
+                 WHERE m.rolname = 'pg_maintain'::pg_catalog.name),
                 false) AS pg_maintain,
        pg_catalog.has_table_privilege('pg_catalog.pg_statistic'::pg_catalog.text,
                                       'SELECT'::pg_catalog.text) AS can_read_statistics
 FROM pg_catalog.pg_roles AS r
-WHERE r.rolname OPERATOR(pg_catalog.=) CURRENT_USER
+WHERE r.rolname = CURRENT_USER

@@ -6,5 +6,5 @@ SELECT r.rolname::pg_catalog.text AS rolname,
        pg_catalog.pg_get_userbyid(d.datdba)::pg_catalog.text AS owner
 FROM pg_catalog.pg_database AS d
 CROSS JOIN pg_catalog.pg_roles AS r
-WHERE d.datname OPERATOR(pg_catalog.=) %(dbname)s::pg_catalog.name
-  AND r.rolname OPERATOR(pg_catalog.=) CURRENT_USER
+WHERE d.datname = %(dbname)s::pg_catalog.name
+  AND r.rolname = CURRENT_USER

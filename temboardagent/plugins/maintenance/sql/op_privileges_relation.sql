@@ -7,22 +7,22 @@
 WITH role AS (
     SELECT r.rolname::pg_catalog.text AS rolname, r.rolsuper
     FROM pg_catalog.pg_roles AS r
-    WHERE r.rolname OPERATOR(pg_catalog.=) CURRENT_USER
+    WHERE r.rolname = CURRENT_USER
 ),
 target AS (
     SELECT coalesce(i.indrelid, c.oid) AS oid
     FROM pg_catalog.pg_namespace AS n
-    JOIN pg_catalog.pg_class AS c ON c.relnamespace OPERATOR(pg_catalog.=) n.oid
-    LEFT JOIN pg_catalog.pg_index AS i ON i.indexrelid OPERATOR(pg_catalog.=) c.oid
-    WHERE n.nspname OPERATOR(pg_catalog.=) %(schema)s::pg_catalog.name
-      AND c.relname OPERATOR(pg_catalog.=) %(relname)s::pg_catalog.name
+    JOIN pg_catalog.pg_class AS c ON c.relnamespace = n.oid
+    LEFT JOIN pg_catalog.pg_index AS i ON i.indexrelid = c.oid
+    WHERE n.nspname = %(schema)s::pg_catalog.name
+      AND c.relname = %(relname)s::pg_catalog.name
 ),
 rels AS (
     SELECT t.oid, 0 AS level FROM target AS t
     UNION
     SELECT p.relid, p.level
     FROM target AS t
-    CROSS JOIN LATERAL pg_catalog.pg_partition_tree(t.oid) AS p
+    CROSS JOIN LATERAL pg_catalog.pg_partition_tree(t.oid::pg_catalog.regclass) AS p
     WHERE %(partitions)s::pg_catalog.bool
 )
 SELECT role.rolname,
@@ -36,9 +36,9 @@ SELECT role.rolname,
             ELSE pg_catalog.pg_has_role(c.relowner, 'USAGE'::pg_catalog.text)
        END AS privileged
 FROM rels
-JOIN pg_catalog.pg_class AS c ON c.oid OPERATOR(pg_catalog.=) rels.oid
-JOIN pg_catalog.pg_namespace AS n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace
+JOIN pg_catalog.pg_class AS c ON c.oid = rels.oid
+JOIN pg_catalog.pg_namespace AS n ON n.oid = c.relnamespace
 CROSS JOIN role
 JOIN pg_catalog.pg_database AS d
-  ON d.datname OPERATOR(pg_catalog.=) pg_catalog.current_database()
+  ON d.datname = pg_catalog.current_database()
 ORDER BY rels.level, relation

@@ -3,8 +3,8 @@
 SELECT c.relname::pg_catalog.text AS relname,
        pg_catalog.min(n.nspname::pg_catalog.text) AS nspname
 FROM pg_catalog.pg_class AS c
-JOIN pg_catalog.pg_namespace AS n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace
-WHERE c.relname OPERATOR(pg_catalog.=) ANY (%(names)s::pg_catalog.name[])
-  AND c.relkind OPERATOR(pg_catalog.=) ANY ('{r,m,p,i,I}'::pg_catalog."char"[])
+JOIN pg_catalog.pg_namespace AS n ON n.oid = c.relnamespace
+WHERE c.relname = ANY (%(names)s::pg_catalog.name[])
+  AND c.relkind = ANY ('{r,m,p,i,I}'::pg_catalog."char"[])
 GROUP BY c.relname
-HAVING pg_catalog.count(*) OPERATOR(pg_catalog.=) 1::pg_catalog.int8
+HAVING pg_catalog.count(*) = 1::pg_catalog.int8
