@@ -14,7 +14,7 @@ import psycopg2
 import psycopg2.errors
 import psycopg2.extensions
 
-from .errors import Conflict, HTTPError, NotFound, ServiceUnavailable
+from .errors import Conflict, Forbidden, HTTPError, NotFound, ServiceUnavailable
 
 logger = logging.getLogger(__name__)
 
@@ -47,7 +47,7 @@ def map_postgres_error(exc: Exception) -> HTTPError:
             return Conflict(f"Database '{refusing.group(1)}' does not accept connections.")
         denied = _DENIED_DB.search(text)
         if denied:  # no CONNECT privilege
-            return HTTPError(f"PostgreSQL refused: {denied.group(0)}", status=403)
+            return Forbidden(f"PostgreSQL refused: {denied.group(0)}")
         return ServiceUnavailable("PostgreSQL is unavailable.")
     return HTTPError("Internal error.", status=500)
 

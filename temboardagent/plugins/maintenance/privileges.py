@@ -23,17 +23,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Sequence
 
-from ...errors import HTTPError
+from ...errors import Forbidden
 from .. import PluginContext
 from .catalog import load_sql
 from .settings import MaintenanceSettings
 
 #: first PostgreSQL version with the MAINTAIN privilege and pg_maintain
 MAINTAIN_VERSION = 170000
-
-
-class Forbidden(HTTPError):
-    status = 403
 
 
 @dataclass(frozen=True)
