@@ -189,6 +189,30 @@ def test_reads_are_complete_for_pg_monitor(monitor, agent, cluster):
     assert schema["total_bytes"] == agent.get(paths[1]).json()["total_bytes"]
 
 
+def test_every_read_route_answers_pg_monitor(monitor, cluster):
+    table = f"/maintenance/{DB}/schema/public/table/theirs"
+    paths = [
+        "/discover",
+        "/profile",
+        "/maintenance",
+        "/maintenance/activity",
+        f"/maintenance/{DB}",
+        f"/maintenance/{DB}/schema/public",
+        table,
+        f"/maintenance/{DB}/schema/public/reindex/scheduled",
+    ]
+    for kind in ("vacuum", "analyze", "reindex"):
+        paths += [
+            f"/maintenance/{kind}/scheduled",
+            f"/maintenance/{kind}/history",
+            f"/maintenance/{DB}/{kind}/scheduled",
+            f"{table}/{kind}/scheduled",
+        ]
+    for path in paths:
+        resp = monitor.get(path)
+        assert resp.status_code == 200, (path, resp.text)
+
+
 def test_bloat_estimate_with_select_on_the_table(monitor, agent, cluster):
     path = f"/maintenance/{DB}/schema/public/table/mine"
     run_sql(cluster, f"GRANT SELECT ON public.mine TO {MONITOR}", dbname=DB)
