@@ -196,6 +196,8 @@ def test_every_read_route_answers_pg_monitor(monitor, cluster):
         "/profile",
         "/maintenance",
         "/maintenance/activity",
+        "/maintenance/advice",
+        f"/maintenance/{DB}/advice",
         f"/maintenance/{DB}",
         f"/maintenance/{DB}/schema/public",
         table,
