@@ -6,7 +6,7 @@ import math
 import os
 from typing import TYPE_CHECKING, Any
 
-from .. import openapi
+from .. import openapi, role
 from ..errors import TooManyRequests, Unauthorized, malformed
 from ..plugins import Request
 
@@ -52,6 +52,8 @@ def register(agent: Agent) -> None:
 
     def discover(request: Request) -> dict:
         info = agent.postgres.server_info()
+        with agent.postgres.connect() as conn:
+            privileges = role.privileges(conn)
         return {
             "hostname": agent.config.temboard.hostname,
             "cpu": os.cpu_count(),
@@ -62,6 +64,7 @@ def register(agent: Agent) -> None:
             "pg_data": info["data_directory"],
             "pg_block_size": info["block_size"],
             "plugins": list(agent.plugins),
+            "privileges": privileges,
         }
 
     def openapi_json(request: Request) -> dict:

@@ -12,7 +12,7 @@ import time
 import pytest
 
 from .agentproc import AgentProcess
-from .helpers import HANG, legacy_tls_client, permissive_tls_server, tls_handshake
+from .helpers import HANG, legacy_tls_client, permissive_tls_server, run_sql, tls_handshake
 
 SESSION_RE = r"^[0-9a-f]{64}$"
 
@@ -116,7 +116,12 @@ def test_discover(agent, pg):
     data = resp.json()
     assert set(data) == {
         "hostname", "cpu", "memory_size", "pg_port", "pg_version",
-        "pg_version_summary", "pg_data", "pg_block_size", "plugins",
+        "pg_version_summary", "pg_data", "pg_block_size", "plugins", "privileges",
+    }  # fmt: skip
+    version = int(run_sql(pg, "SHOW server_version_num")[0][0])
+    assert data["privileges"] == {
+        "role": "postgres", "superuser": True, "pg_monitor": True,
+        "pg_maintain": version >= 170000, "can_read_statistics": True,
     }  # fmt: skip
     assert data["hostname"] == "test.example"
     assert data["pg_port"] == pg.port

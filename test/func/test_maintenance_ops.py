@@ -30,6 +30,7 @@ LIST_FIELDS = {
     "id", "dbname", "schema", "table", "index", "mode", "datetime", "status", "progress"
 }  # fmt: skip
 HISTORY_FIELDS = LIST_FIELDS | {"sql", "created", "started", "finished", "duration", "error"}
+HISTORY_FIELDS |= {"notices", "skipped", "skipped_count"}  # extensions
 
 
 # Helpers
@@ -252,6 +253,7 @@ def test_table_vacuum(ops, pgconn, mode, statement):
         "t1",
         None,
     )
+    assert item["notices"] == [] and item["skipped"] == [] and item["skipped_count"] == 0
     assert set(item) == HISTORY_FIELDS
     assert isinstance(item["duration"], float)
     # VACUUM FULL rewrites the table (it does not count as a vacuum).

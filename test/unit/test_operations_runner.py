@@ -73,6 +73,8 @@ class FakeCursor:
         if query == load_sql("op_backend_pid"):
             self._row = (PID,)
             return
+        if query == load_sql("op_messages"):
+            return
         if query == load_sql("op_cancel_backend"):
             assert params == {"pid": PID}
             server.cancels += 1
@@ -132,6 +134,9 @@ class FakeTaskContext:
 
     def set_output(self, text):
         self.output = text
+
+    def set_details(self, details):
+        self.details = details
 
 
 def make_task(**kw) -> Task:
