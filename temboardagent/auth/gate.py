@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hmac
+import math
 
 from ..errors import TooManyRequests, Unauthorized, malformed
 from .sessions import SESSION_RE, SessionStore
@@ -31,7 +32,7 @@ class Gate:
         it is locked out, whatever key it sends)."""
         wait = self.key_throttle.retry_after(address)
         if wait > 0:
-            wait = max(round(wait, 1), 0.1)
+            wait = math.ceil(wait * 10) / 10  # never "retry in 0.0 s"
             raise TooManyRequests(
                 f"Too many invalid keys, retry in {wait:.1f} seconds.", retry_after=wait
             )

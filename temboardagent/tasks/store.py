@@ -42,8 +42,7 @@ CREATE TABLE IF NOT EXISTS tasks (
     finished INTEGER,
     pid      INTEGER,
     output   TEXT,
-    error    TEXT,
-    system_identifier TEXT  -- PostgreSQL cluster the task is for (NULL: no check)
+    error    TEXT
 );
 -- scheduler (due todo, next start), duplicate check and pending lists: these
 -- stay cheap however long the history is.
@@ -57,15 +56,16 @@ CREATE INDEX IF NOT EXISTS tasks_finished ON tasks (finished)
     WHERE finished IS NOT NULL;
 """
 
-COLUMNS = (
-    "id, worker, target, options, start, status, created, started, finished, pid, output, error, "
-    "system_identifier"
+#: columns added after the first release: (name, SQL type), added at start-up when missing
+ADDED_COLUMNS = (
+    ("details", "TEXT"),  # JSON object reported by the worker
+    ("system_identifier", "TEXT"),  # PostgreSQL cluster the task is for (NULL: no check)
 )
-#: columns added after version 1, by schema version: ``ALTER TABLE ADD COLUMN``
-#: on an older file (its rows keep NULL)
-MIGRATIONS = {
-    2: ("system_identifier", "TEXT"),
-}
+
+COLUMNS = (
+    "id, worker, target, options, start, status, created, started, finished, pid, output, error"
+    ", details, system_identifier"
+)
 
 _KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _ORDERS = {
@@ -97,7 +97,8 @@ def _row_to_task(row: Sequence[Any]) -> Task:
         pid=row[9],
         output=row[10],
         error=row[11],
-        system_identifier=row[12],
+        details=None if row[12] is None else json.loads(row[12]),
+        system_identifier=row[13],
     )
 
 
@@ -128,25 +129,21 @@ class TaskStore:
             logger.warning("SQLite refused WAL mode for %s (%s).", self.path, mode)
         with self.transaction() as conn:
             version = conn.execute("PRAGMA user_version").fetchone()[0]
-            self._migrate(conn)
             for statement in SCHEMA.split(";"):
                 if statement.strip():
                     conn.execute(statement)
+            self._add_missing_columns(conn)
             # Written at every start, so an unwritable file stops the start here
             # (a newer agent's file keeps its version).
             conn.execute(f"PRAGMA user_version={max(version, SCHEMA_VERSION)}")
 
     @staticmethod
-    def _migrate(conn: sqlite3.Connection) -> None:
-        """Add the columns an older tasks table lacks (a new file gets them from SCHEMA)."""
-        existing = {row[1] for row in conn.execute("PRAGMA table_info(tasks)")}
-        if not existing:
-            return
-        for version in sorted(MIGRATIONS):
-            name, kind = MIGRATIONS[version]
-            if name not in existing:
-                logger.info("Upgrading task list to schema version %d.", version)
-                conn.execute(f"ALTER TABLE tasks ADD COLUMN {name} {kind}")
+    def _add_missing_columns(conn: sqlite3.Connection) -> None:
+        """Migrate a task list of an older agent: add the columns it lacks (NULL)."""
+        present = {row[1] for row in conn.execute("PRAGMA table_info(tasks)")}
+        for name, sql_type in ADDED_COLUMNS:
+            if name not in present:
+                conn.execute(f"ALTER TABLE tasks ADD COLUMN {name} {sql_type}")
 
     # Connections
 
@@ -410,6 +407,12 @@ class TaskStore:
         self._execute(
             "UPDATE tasks SET output = ? WHERE id = ? AND status = 'doing'",
             (output, task_id),
+        )
+
+    def set_details(self, task_id: str, details: Mapping[str, Any] | None) -> None:
+        self._execute(
+            "UPDATE tasks SET details = ? WHERE id = ? AND status = 'doing'",
+            (None if details is None else dump_json(details), task_id),
         )
 
     def finish(
