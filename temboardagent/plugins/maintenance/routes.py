@@ -46,7 +46,8 @@ def register(ctx: PluginContext, settings: MaintenanceSettings) -> None:
             raise NotFound(f"Database '{dbname}' not found.") from None
 
     def get_instance(request: Request) -> dict:
-        return catalog.instance(connect, settings.parallel_databases)
+        default = ctx.agent_config.postgresql.dbname
+        return catalog.instance(connect, settings.parallel_databases, default)
 
     def get_database(request: Request, dbname: str) -> dict:
         with database(dbname) as conn:
