@@ -8,7 +8,6 @@ Waits poll a state with a generous deadline that only catches a hang.
 
 from __future__ import annotations
 
-import threading
 import time
 from typing import Any, Callable
 
@@ -229,8 +228,7 @@ def test_pool_lru_cap_and_reuse(pg, pool):
         assert cur.fetchone()[0] != pids["conn_lru1"]
     postgres.close()
     assert postgres.idle_connections() == 0
-    reapers = [t for t in threading.enumerate() if t.name == "postgres-pool-reaper"]
-    assert all(not t.is_alive() or t is not postgres._reaper for t in reapers)
+    assert postgres._reaper is not None and not postgres._reaper.is_alive()  # stopped
     for name in names:
         run_sql(pg, f"DROP DATABASE {name} WITH (FORCE)")
 
