@@ -454,6 +454,7 @@ PARAMS = {
     "schema": "pg_catalog", "table": "pg_class", "index": "pg_class_oid_index",
     "dbname": "postgres", "nsp": 11, "locked": [1259], "pid": 1, "query": "VACUUM",
     "pids": [1], "oids": [1259], "privileged": True,
+    "relname": "pg_class", "partitions": True, "maintain": False, "names": ["pg_class"],
 }  # fmt: skip
 
 
