@@ -95,10 +95,11 @@ def _close_quietly(conn: Any) -> None:
 def _has_input(conn: Any) -> bool:
     """Whether an idle connection received anything: the server closed it, mostly."""
     try:
-        readable, _, _ = select.select([conn.fileno()], [], [], 0)
+        poller = select.poll()  # no FD_SETSIZE limit, unlike select()
+        poller.register(conn.fileno(), select.POLLIN)
+        return bool(poller.poll(0))
     except (OSError, ValueError, psycopg2.Error):
         return True
-    return bool(readable)
 
 
 class Postgres:

@@ -359,12 +359,15 @@ def unreachable_reason(exc: Exception) -> str:
     return text.splitlines()[0] if text else type(exc).__name__
 
 
-def instance(connect: Connect, parallel_databases: int = 4) -> dict[str, Any]:
+def instance(
+    connect: Connect, parallel_databases: int = 4, default_dbname: str | None = None
+) -> dict[str, Any]:
     """``GET /maintenance``: the databases but templates, and their total size.
 
     Databases are queried concurrently, at most ``parallel_databases`` at
-    once, each over a connection closed after use; one that cannot be reached
-    gets null figures instead of failing the whole call.
+    once, each over a connection closed after use but ``default_dbname``'s
+    (the agent's own, pooled); one that cannot be reached gets null figures
+    and a ``reason`` instead of failing the whole call.
     """
     with connect(None) as conn, conn.cursor() as cur:
         cur.execute(load_sql("databases"))
@@ -372,7 +375,7 @@ def instance(connect: Connect, parallel_databases: int = 4) -> dict[str, Any]:
 
     def summary(datname: str) -> dict[str, Any] | str:
         try:
-            with connect(datname, pooled=False) as conn:
+            with connect(datname, pooled=datname == default_dbname) as conn:
                 return database_summary(conn)
         except (HTTPError, psycopg2.Error) as exc:
             logger.warning("Cannot read database %s: %s", datname, exc)
