@@ -243,7 +243,23 @@ SCHEMAS: dict[str, Any] = {
         "properties": {"datetime": DATETIME_INPUT},
     },
     "OperationId": _obj({"id": OP_ID}, extra=False),
-    "ScheduledOperation": _obj(LIST_ITEM),
+    "ScheduledOperation": {
+        **_obj(
+            {
+                **LIST_ITEM,
+                "status": {
+                    "type": "string",
+                    "enum": STATUSES,
+                    "description": "todo, queued or doing while pending; done, failed, "
+                    "canceled or aborted for an operation finished in the last "
+                    "[maintenance] finished_visible seconds (default 12), listed so "
+                    "that polling clients see it end",
+                },
+            }
+        ),
+        "description": "Pending and running operations, and those finished in the last "
+        "finished_visible seconds, ordered by datetime",
+    },
     "Operation": _obj(HISTORY_ITEM),
     "Canceled": _obj({"response": {"const": "ok"}}, extra=False),
 }
@@ -426,7 +442,8 @@ def operations() -> list[tuple[str, str, dict]]:
         links = _links_to_operation(kind)
         ops += [
             _operation("GET", f"/maintenance/{kind}/scheduled",
-                       f"Pending and running {label} operations", scheduled, auth="key"),
+                       f"Pending, running and just finished {label} operations", scheduled,
+                       auth="key"),
             _operation("GET", f"/maintenance/{kind}/history", f"{label} operations, newest first",
                        {"type": "array", "items": _ref("Operation")}, auth="key",
                        errors=("406",), parameters=history_params),

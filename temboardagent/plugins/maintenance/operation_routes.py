@@ -16,6 +16,9 @@ Choices the spec leaves open:
   microsecond, so they are never duplicates (they queue behind each other).
 - The target must exist when the operation is scheduled (404 naming the missing
   database, schema, table or index); PostgreSQL down at that moment -> 503.
+- Lists also show operations finished in the last ``finished_visible`` seconds
+  (done, failed, canceled, aborted); duplicates are only looked for among
+  pending ones.
 - Cancel of a finished operation (done, failed, canceled, aborted) -> 409.
 - History: ``GET /maintenance/<kind>/history?db=&status=a,b&limit=&offset=``,
   newest first (``limit`` 1-1000, default 100); ``GET /maintenance/<kind>/<id>``.
@@ -23,6 +26,7 @@ Choices the spec leaves open:
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta, timezone
 from typing import Any, Callable
 
 from ...errors import Conflict, NotFound, malformed
@@ -109,7 +113,7 @@ class OperationRoutes:
         schema: str | None = None,
         table: str | None = None,
     ) -> list[dict[str, Any]]:
-        """Pending operations (todo, queued, doing) ordered by datetime."""
+        """Pending, running and just finished operations ordered by datetime."""
         if table is not None:
             targets.check_table(self.ctx, self.settings, dbname, schema, table)
         elif schema is not None:
@@ -125,10 +129,17 @@ class OperationRoutes:
         schema: str | None = None,
         table: str | None = None,
     ) -> list[dict[str, Any]]:
-        """The list without existence checks."""
+        """The list without existence checks.
+
+        Operations finished in the last ``finished_visible`` seconds stay
+        listed with their final status: a client polling the list sees them
+        end (the temboard UI refreshes its page when a list changes).
+        """
+        since = datetime.now(timezone.utc) - timedelta(seconds=self.settings.finished_visible)
         tasks = self.ctx.tasks.list(
             workers=[worker_name(kind)],
             statuses=PENDING,
+            finished_since=since,
             target=pending_filter(dbname, schema, table),
             order="start",
         )

@@ -10,6 +10,8 @@ from ...errors import ConfigError
 
 logger = logging.getLogger(__name__)
 
+OPTIONS = ("statement_timeout", "lock_timeout", "parallel_databases", "finished_visible")
+
 
 @dataclass(frozen=True)
 class MaintenanceSettings:
@@ -18,11 +20,14 @@ class MaintenanceSettings:
     statement_timeout: int = 30000  # ms, for read queries
     lock_timeout: int = 500  # ms, for read queries touching relations
     parallel_databases: int = 4  # concurrent per-database queries of GET /maintenance
+    # seconds a finished operation stays in the /scheduled lists, so clients that
+    # poll them (the temboard UI, every 5 s) see it end and refresh their page
+    finished_visible: int = 12
 
     @classmethod
     def from_section(cls, section: Mapping[str, str]) -> MaintenanceSettings:
         values = {}
-        for name in ("statement_timeout", "lock_timeout", "parallel_databases"):
+        for name in OPTIONS:
             if name not in section:
                 continue
             raw = section[name]
@@ -33,7 +38,7 @@ class MaintenanceSettings:
             if value < (1 if name == "parallel_databases" else 0):
                 raise ConfigError(f"maintenance.{name}: {raw!r} is out of range")
             values[name] = value
-        unknown = set(section) - {"statement_timeout", "lock_timeout", "parallel_databases"}
+        unknown = set(section) - set(OPTIONS)
         for name in sorted(unknown):
             logger.warning("Ignoring unknown option maintenance.%s.", name)
         return cls(**values)
