@@ -340,7 +340,7 @@ def test_odd_names(ops, pgconn):
     future = at(60)
     op_id = schedule(ops, path + "/vacuum", datetime=future)
     listed = ops.get(path + "/vacuum/scheduled").json()
-    assert [i["id"] for i in listed] == [op_id]
+    assert [i["id"] for i in listed if i["status"] in PENDING] == [op_id]
     assert ops.delete(f"/maintenance/vacuum/{op_id}").json() == {"response": "ok"}
 
 
@@ -730,7 +730,8 @@ def test_ui_style_request(ops):
     resp = ops.anon.get(
         ops.url + table_path("t2") + "/vacuum/scheduled", params={"key": ops.key}, headers=headers
     )
-    assert [(i["id"], i["status"], i["datetime"], i["mode"]) for i in resp.json()] == [
+    pending = [i for i in resp.json() if i["status"] in PENDING]
+    assert [(i["id"], i["status"], i["datetime"], i["mode"]) for i in pending] == [
         (op_id, "todo", when, "full")
     ]
     resp = ops.anon.delete(
@@ -929,7 +930,8 @@ def test_kill9_while_running_aborts(ops, own_agent, pgconn, locker):
     lock.rollback()
     time.sleep(0.3)
     assert filenode(conn, "public", "locked") == node  # the aborted VACUUM FULL never ran
-    assert own_agent.get("/maintenance/vacuum/scheduled").json() == []
+    listed = own_agent.get("/maintenance/vacuum/scheduled").json()
+    assert [i for i in listed if i["status"] in PENDING] == []
 
 
 def test_stop_while_running(ops, own_agent, pgconn, locker):
