@@ -187,8 +187,9 @@ def test_history_and_item_unchanged(fv_agent):
     assert "finished" in item and "sql" in item
     history = fv_agent.get("/maintenance/analyze/history", params={"limit": 1000}).json()
     assert op_id in [i["id"] for i in history]
-    # list items keep exactly the spec's fields, finished or not
+    # list items keep the same fields, finished or not (progress is null once finished)
     (listed_item,) = [i for i in listed(fv_agent, f"{BASE}/analyze/scheduled") if i["id"] == op_id]
+    assert listed_item["progress"] is None
     assert set(listed_item) == {
         "id",
         "dbname",
@@ -198,6 +199,7 @@ def test_history_and_item_unchanged(fv_agent):
         "mode",
         "datetime",
         "status",
+        "progress",
     }
 
 
