@@ -239,9 +239,12 @@ def test_finished_visible_zero_lists_pending_only(pg, workdir):
         proc.stop()
 
 
-def test_bad_finished_visible_refused(pg, workdir):
+@pytest.mark.parametrize("value", ["-1", "3601", "soon"])
+def test_bad_finished_visible_refused(pg, workdir, value):
     proc = AgentProcess(
-        workdir / "fv-bad-agent", pg, extra_conf="[maintenance]\nfinished_visible = -1\n"
+        workdir / f"fv-bad-agent-{value}",
+        pg,
+        extra_conf=f"[maintenance]\nfinished_visible = {value}\n",
     )
     with pytest.raises(RuntimeError, match="finished_visible"):
         proc.start()

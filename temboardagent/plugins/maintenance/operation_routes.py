@@ -151,7 +151,8 @@ class OperationRoutes:
         listed with their final status: a client polling the list sees them
         end (the temboard UI refreshes its page when a list changes).
         """
-        since = datetime.now(timezone.utc) - timedelta(seconds=self.settings.finished_visible)
+        visible = self.settings.finished_visible
+        since = datetime.now(timezone.utc) - timedelta(seconds=visible) if visible else None
         tasks = self.ctx.tasks.list(
             workers=[worker_name(kind)],
             statuses=PENDING,

@@ -11,6 +11,8 @@ from ...errors import ConfigError
 logger = logging.getLogger(__name__)
 
 OPTIONS = ("statement_timeout", "lock_timeout", "parallel_databases", "finished_visible")
+#: finished operations listed at most this long (lists stay short, not a history)
+MAX_FINISHED_VISIBLE = 3600
 
 
 @dataclass(frozen=True)
@@ -35,7 +37,8 @@ class MaintenanceSettings:
                 value = int(raw)
             except ValueError:
                 raise ConfigError(f"maintenance.{name}: {raw!r} is not an integer") from None
-            if value < (1 if name == "parallel_databases" else 0):
+            too_big = name == "finished_visible" and value > MAX_FINISHED_VISIBLE
+            if value < (1 if name == "parallel_databases" else 0) or too_big:
                 raise ConfigError(f"maintenance.{name}: {raw!r} is out of range")
             values[name] = value
         unknown = set(section) - set(OPTIONS)
