@@ -449,10 +449,42 @@ class Browser:
         return next((el for el in self.css(selector) if el.is_displayed()), None)
 
     def click(self, selector: str, timeout: float = 15.0) -> None:
-        """Click the first displayed element matching ``selector`` once it is there."""
-        el = self.wait(lambda: self.visible(selector), timeout, f"{selector} to show")
-        self.driver.execute_script("arguments[0].scrollIntoView({block: 'center'});", el)
-        el.click()
+        """Click the first displayed element matching ``selector`` once it is there
+        and nothing covers it (a dialog fading out, a backdrop)."""
+
+        def clicked() -> bool:
+            el = self.visible(selector)
+            if el is None:
+                return False
+            self.driver.execute_script("arguments[0].scrollIntoView({block: 'center'});", el)
+            el.click()  # ElementClickInterceptedException: retried by wait()
+            return True
+
+        self.wait(clicked, timeout, f"{selector} to be clickable")
+
+    def wait_dialog_shown(self, selector: str, timeout: float = 15.0) -> None:
+        """The Bootstrap dialog ``selector`` is open and done fading in (Bootstrap
+        ignores a dismiss while a dialog is still opening)."""
+        self.wait(
+            lambda: self.driver.execute_script(
+                "var m = $(arguments[0]).data('bs.modal');"
+                "return !!m && m._isShown && !m._isTransitioning;",
+                selector,
+            ),
+            timeout,
+            f"the dialog {selector}",
+        )
+
+    def wait_dialogs_closed(self, timeout: float = 15.0) -> None:
+        """No Bootstrap dialog shown or fading, no backdrop left."""
+        self.wait(
+            lambda: (
+                not self.css(".modal.show, .modal-backdrop")
+                and not any(el.is_displayed() for el in self.css(".modal"))
+            ),
+            timeout,
+            "the dialog to close",
+        )
 
     def text(self, selector: str = "body") -> str:
         try:

@@ -97,9 +97,10 @@ def test_vacuum_now_refreshes_the_table_page(agent_session, stack):
     assert f"{before['vacuum_count']} vacuums -" in browser.text("#app")
 
     browser.click("button[data-target='#vacuumModal']")
-    browser.wait(lambda: browser.visible(APPLY), what="the VACUUM dialog")
+    browser.wait_dialog_shown("#vacuumModal")
     assert browser.one("#vacuumNow").is_selected(), "Now is the default"
     browser.click(APPLY)
+    browser.wait_dialogs_closed()
 
     # The page lists the operation: running or already done.
     link = browser.wait(
@@ -146,7 +147,7 @@ def test_analyze_scheduled_then_canceled(agent_session, stack):
     before = stats(stack, "customers")
 
     browser.click("button[data-target='#analyzeModal']")
-    browser.wait(lambda: browser.visible(APPLY), what="the ANALYZE dialog")
+    browser.wait_dialog_shown("#analyzeModal")
     browser.click("#analyzeScheduled")
     browser.click("#analyzeScheduledTime")  # opens the date picker
     browser.wait(lambda: browser.visible(".daterangepicker .applyBtn"), what="the date picker")
@@ -157,6 +158,7 @@ def test_analyze_scheduled_then_canceled(agent_session, stack):
     browser.click(".daterangepicker .applyBtn")
     when = browser.vue("vm.analyzeScheduledTime.clone().utc().format('YYYY-MM-DDTHH:mm:ss[Z]')")
     browser.click(APPLY)
+    browser.wait_dialogs_closed()
 
     link = browser.wait(
         lambda: (el := browser.visible(f"a[href='{ANALYZE_LIST}']")) and el.text,
@@ -195,13 +197,14 @@ def test_reindex_index_from_the_table_page(agent_session, stack):
     node = relfilenode(stack, "orders_customer_idx")
     row = index_row(browser, "orders_customer_idx")
     row.find_element("css selector", "button[data-target='#reindexModal']").click()
-    browser.wait(lambda: browser.visible(APPLY), what="the REINDEX dialog")
+    browser.wait_dialog_shown("#reindexModal")
     assert browser.vue("[vm.reindexElementType, vm.reindexElementName]") == [
         "index",
         "orders_customer_idx",
     ]
     assert browser.one("#reindexNow").is_selected()
     browser.click(APPLY)
+    browser.wait_dialogs_closed()
 
     status = browser.wait(
         lambda: (
@@ -234,8 +237,9 @@ def test_failed_operation_shows_in_the_list(agent_session, stack):
     node = relfilenode(stack, "coupons_key_idx")
     row = index_row(browser, "coupons_key_idx")
     row.find_element("css selector", "button[data-target='#reindexModal']").click()
-    browser.wait(lambda: browser.visible(APPLY), what="the REINDEX dialog")
+    browser.wait_dialog_shown("#reindexModal")
     browser.click(APPLY)
+    browser.wait_dialogs_closed()
     browser.wait(
         lambda: index_row(browser, "coupons_key_idx").text.endswith("failed"),
         what="failed in the index row",
