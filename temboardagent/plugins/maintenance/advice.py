@@ -482,7 +482,7 @@ def instance_advice(
         cur.execute(load_sql("databases"))
         names = [d.name for d in cur.description]
         databases = [dict(zip(names, row)) for row in cur.fetchall()]
-    wanted = [d["datname"] for d in databases if d["connectable"] and not d["template"]]
+    wanted = [d["datname"] for d in databases if d["connectable"]]  # templates are not listed
 
     def one(dbname: str) -> tuple[str, list[dict[str, Any]] | None, str | None]:
         try:
