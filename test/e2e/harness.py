@@ -415,7 +415,7 @@ class Browser:
     def get(self, url: str) -> None:
         self.driver.get(url)
 
-    def wait(self, predicate: Callable[[], Any], timeout: float = 30.0, what: str = "") -> Any:
+    def wait(self, predicate: Callable[[], Any], timeout: float = 60.0, what: str = "") -> Any:
         """Poll ``predicate`` until it returns a true value; fail with the page's text."""
         deadline = time.monotonic() + timeout
         last_exc: Exception | None = None
@@ -448,7 +448,7 @@ class Browser:
         """The first displayed element matching ``selector``, or None."""
         return next((el for el in self.css(selector) if el.is_displayed()), None)
 
-    def click(self, selector: str, timeout: float = 15.0) -> None:
+    def click(self, selector: str, timeout: float = 60.0) -> None:
         """Click the first displayed element matching ``selector`` once it is there
         and nothing covers it (a dialog fading out, a backdrop)."""
 
@@ -462,7 +462,7 @@ class Browser:
 
         self.wait(clicked, timeout, f"{selector} to be clickable")
 
-    def wait_dialog_shown(self, selector: str, timeout: float = 15.0) -> None:
+    def wait_dialog_shown(self, selector: str, timeout: float = 60.0) -> None:
         """The Bootstrap dialog ``selector`` is open and done fading in (Bootstrap
         ignores a dismiss while a dialog is still opening)."""
         self.wait(
@@ -475,7 +475,7 @@ class Browser:
             f"the dialog {selector}",
         )
 
-    def wait_dialogs_closed(self, timeout: float = 15.0) -> None:
+    def wait_dialogs_closed(self, timeout: float = 60.0) -> None:
         """No Bootstrap dialog shown or fading, no backdrop left."""
         self.wait(
             lambda: (
@@ -492,14 +492,14 @@ class Browser:
         except Exception:
             return ""
 
-    def wait_text(self, needle: str, selector: str = "body", timeout: float = 30.0) -> str:
+    def wait_text(self, needle: str, selector: str = "body", timeout: float = 60.0) -> str:
         return self.wait(
             lambda: (t := self.text(selector)) and needle in t and t,
             timeout,
             f"{needle!r} in {selector}",
         )
 
-    def wait_loaded(self, timeout: float = 30.0) -> None:
+    def wait_loaded(self, timeout: float = 60.0) -> None:
         """The page's Vue app has its data (its loading ring is gone)."""
         self.wait(
             lambda: self.driver.execute_script(

@@ -127,7 +127,7 @@ def test_vacuum_now_refreshes_the_table_page(agent_session, stack):
     # The page refreshes its figures by itself once the operation leaves the list.
     browser.wait(
         lambda: f"{after['vacuum_count']} vacuums -" in browser.text("#app"),
-        timeout=60,
+        timeout=90,
         what="the new vacuum count on the page",
     )
     api = stack.api(f"/maintenance/{DB}/schema/{SCHEMA}/table/orders")
