@@ -462,6 +462,20 @@ class Browser:
 
         self.wait(clicked, timeout, f"{selector} to be clickable")
 
+    def fill(self, selector: str, text: str, timeout: float = 60.0) -> None:
+        """Type ``text`` into the input ``selector`` until it holds exactly that (keys
+        typed while a dialog still opens can go astray on a loaded machine)."""
+
+        def typed() -> bool:
+            el = self.one(selector)
+            if el.get_attribute("value") == text:
+                return True
+            el.clear()
+            el.send_keys(text)
+            return el.get_attribute("value") == text
+
+        self.wait(typed, timeout, f"{selector} to hold {text!r}")
+
     def wait_dialog_shown(self, selector: str, timeout: float = 60.0) -> None:
         """The Bootstrap dialog ``selector`` is open and done fading in (Bootstrap
         ignores a dismiss while a dialog is still opening)."""
@@ -543,8 +557,8 @@ def ui_login(browser: Browser, stack: Stack, user: tuple[str, str] = UI_ADMIN) -
     """Log in to the temboard UI with its own login form."""
     browser.get(stack.ui.url + "/login")
     browser.wait(lambda: browser.visible("#inputUsername"), what="the login form")
-    browser.one("#inputUsername").send_keys(user[0])
-    browser.one("#inputPassword").send_keys(user[1])
+    browser.fill("#inputUsername", user[0])
+    browser.fill("#inputPassword", user[1])
     browser.click("form button[type=submit]")
     browser.wait(lambda: "/login" not in browser.driver.current_url, what="the UI login")
 
@@ -553,10 +567,11 @@ def register_agent(browser: Browser, stack: Stack, group: str = "default") -> No
     """Settings > Instances > New instance: address, port, key, group; Save."""
     browser.get(stack.ui.url + "/settings/instances")
     browser.click("#buttonLoadAddInstanceForm")
+    browser.wait_dialog_shown("#InstanceModal")
     browser.wait(lambda: browser.visible("#inputNewAgentAddress"), what="the new instance form")
-    browser.one("#inputNewAgentAddress").send_keys("127.0.0.1")
-    browser.one("#inputNewAgentPort").send_keys(str(stack.agent.port))
-    browser.one("#inputAgentKey").send_keys(stack.agent.key)
+    browser.fill("#inputNewAgentAddress", "127.0.0.1")
+    browser.fill("#inputNewAgentPort", str(stack.agent.port))
+    browser.fill("#inputAgentKey", stack.agent.key)
     # the bootstrap-multiselect widget of the group list: pick one as a click would
     browser.driver.execute_script("$('#selectGroups').multiselect('select', arguments[0]);", group)
     browser.click("#submitFormAddInstance")
@@ -569,6 +584,6 @@ def agent_login(browser: Browser, stack: Stack, password: str, then: str | None 
         url += "?redirect_to=" + quote(then, safe="")
     browser.get(url)
     browser.wait(lambda: browser.visible("#inputPassword"), what="the agent login form")
-    browser.one("#inputUsername").send_keys(stack.agent.username)
-    browser.one("#inputPassword").send_keys(password)
+    browser.fill("#inputUsername", stack.agent.username)
+    browser.fill("#inputPassword", password)
     browser.click("form button[type=submit]")
