@@ -16,6 +16,7 @@ Choices the spec leaves open:
   microsecond, so they are never duplicates (they queue behind each other).
 - The target must exist when the operation is scheduled (404 naming the missing
   database, schema, table or index); PostgreSQL down at that moment -> 503.
+- The agent's role must be allowed to run it (403 otherwise, see ``privileges``).
 - Lists also show operations finished in the last ``finished_visible`` seconds
   (done, failed, canceled, aborted); duplicates are only looked for among
   pending ones.
@@ -32,7 +33,7 @@ from typing import Any, Callable
 from ...errors import Conflict, NotFound, malformed
 from ...tasks import PENDING, STATUSES, TaskExists, TaskFinished, TaskNotFound
 from .. import PluginContext, Request
-from . import progress, targets
+from . import privileges, progress, targets
 from .operations import (
     KINDS,
     history_item,
@@ -105,6 +106,7 @@ class OperationRoutes:
         else:
             targets.check_database(self.ctx, self.settings, dbname)
         target = make_target(dbname, schema, table, index, index_table)
+        privileges.check(self.ctx, self.settings, kind, target)
         try:
             task = self.ctx.tasks.schedule(
                 worker_name(kind),
