@@ -35,6 +35,7 @@ setup(
             "requests>=2.25",
             "ruff>=0.17,<0.18",
             "schemathesis>=4,<5",
+            "selenium>=4.11",
         ],
     },
     entry_points={

@@ -424,7 +424,23 @@ SCHEMAS: dict[str, Any] = {
             },
         }
     ),
-    "ScheduledOperation": _obj(LIST_ITEM),
+    "ScheduledOperation": {
+        **_obj(
+            {
+                **LIST_ITEM,
+                "status": {
+                    "type": "string",
+                    "enum": STATUSES,
+                    "description": "todo, queued or doing while pending; done, failed, "
+                    "canceled or aborted for an operation finished in the last "
+                    "[maintenance] finished_visible seconds (default 12), listed so "
+                    "that polling clients see it end",
+                },
+            }
+        ),
+        "description": "Pending and running operations, and those finished in the last "
+        "finished_visible seconds, ordered by datetime",
+    },
     "Activity": _obj(
         ACTIVITY_ITEM, required=sorted(name for name in ACTIVITY_ITEM if name != "wraparound")
     ),
@@ -637,7 +653,8 @@ def operations() -> list[tuple[str, str, dict]]:
         links = _links_to_operation(kind)
         ops += [
             _operation("GET", f"/maintenance/{kind}/scheduled",
-                       f"Pending and running {label} operations", scheduled, auth="key"),
+                       f"Pending, running and just finished {label} operations", scheduled,
+                       auth="key"),
             _operation("GET", f"/maintenance/{kind}/history", f"{label} operations, newest first",
                        {"type": "array", "items": _ref("Operation")}, auth="key",
                        errors=("406",), parameters=history_params),

@@ -369,6 +369,7 @@ class TaskManager:
         *,
         workers: Iterable[str] | None = None,
         statuses: Iterable[str] | None = None,
+        finished_since: datetime | None = None,
         target: Mapping[str, Any] | None = None,
         order: str = "start",
         limit: int | None = None,
@@ -376,12 +377,15 @@ class TaskManager:
     ) -> list[Task]:
         """Tasks filtered by worker names, statuses and target fields.
 
-        ``target`` maps target fields to values (equality; None matches JSON
-        null). ``order`` is "start" (start, then created) or "-created".
+        ``finished_since`` widens the status filter to tasks finished at or
+        after that time. ``target`` maps target fields to values (equality;
+        None matches JSON null). ``order`` is "start" (start, then created) or
+        "-created".
         """
         return self.store.list(
             workers=workers,
             statuses=statuses,
+            finished_since_us=None if finished_since is None else to_us(finished_since),
             target=target,
             order=order,
             limit=limit,

@@ -220,7 +220,8 @@ def test_kill9_during_running_operation(fpg, make_agent):
     assert _wait_status(agent, "analyze", resp.json()["id"], ("failed", "done"))["status"] == "done"
     assert _stat(fpg, "postgres", "vacuum_count")["k9"] == 0, "the aborted VACUUM ran"
     assert agent.get(f"/maintenance/vacuum/{op}").json()["status"] == "aborted"
-    assert agent.get("/maintenance/vacuum/scheduled").json() == []
+    listed = agent.get("/maintenance/vacuum/scheduled").json()
+    assert [i for i in listed if i["status"] in ("todo", "queued", "doing")] == []
 
 
 def test_kill9_during_burst_of_posts(fpg, make_agent):

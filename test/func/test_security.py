@@ -272,8 +272,10 @@ NUL = "x\x00y"
 
 def _pending_count(agent) -> int:
     return sum(
-        len(agent.get(f"/maintenance/{k}/scheduled").json())
+        1
         for k in ("vacuum", "analyze", "reindex")
+        for item in agent.get(f"/maintenance/{k}/scheduled").json()
+        if item["status"] in ("todo", "queued", "doing")
     )
 
 

@@ -23,6 +23,9 @@ class MaintenanceSettings:
     statement_timeout: int = 30000  # ms, for read queries
     lock_timeout: int = 500  # ms, for read queries touching relations
     parallel_databases: int = 4  # concurrent per-database queries of GET /maintenance
+    # seconds a finished operation stays in the /scheduled lists, so clients that
+    # poll them (the temboard UI, every 5 s) see it end and refresh their page
+    finished_visible: int = 12
     # GET .../advice thresholds (see README, "Advice")
     advice_table_bloat_percent: int = 30
     advice_table_bloat_bytes: int = 100 * MIB
@@ -52,6 +55,7 @@ class MaintenanceSettings:
 
 MINIMUMS = {"parallel_databases": 1}
 MAXIMUMS = {
+    "finished_visible": 3600,  # lists stay short: they are not a history
     "advice_table_bloat_percent": 100,
     "advice_index_bloat_percent": 100,
     "advice_wraparound_warning": 100,
