@@ -18,6 +18,7 @@ from temboardagent.plugins.maintenance.operations import build_statement, render
 from temboardagent.plugins.maintenance.operations import make_target as mk
 
 from .agentproc import AgentProcess
+from .helpers import settle_stats
 
 DB = "ops_db"
 DB2 = "ops_db2"
@@ -95,6 +96,7 @@ def wait_for(predicate, timeout: float = 10.0, message: str = "condition"):
 
 
 def counters(conn, schema: str, table: str) -> tuple[int, int]:
+    settle_stats(conn)  # PostgreSQL < 15: the collector is asynchronous
     with conn.cursor() as cur:
         cur.execute(
             "SELECT vacuum_count, analyze_count FROM pg_stat_user_tables"
