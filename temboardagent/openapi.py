@@ -164,6 +164,74 @@ LIST_ITEM = {
     "datetime": DATETIME,
     "status": {"type": "string", "enum": STATUSES},
 }
+_COUNT = {"type": ["integer", "null"], "minimum": 0}
+PROGRESS = {
+    "type": ["object", "null"],
+    "description": (
+        "extension: null unless the operation is running (doing). Figures from PostgreSQL's "
+        "progress views; a figure PostgreSQL does not give is null, never guessed"
+    ),
+    "properties": {
+        "phase": {"type": ["string", "null"], "description": "PostgreSQL's own phase name"},
+        "relation": {
+            "type": ["string", "null"],
+            "description": "schema.name of the relation being processed",
+        },
+        "done": {**_COUNT, "description": "counter the phase advances"},
+        "total": {**_COUNT, "description": "its total; null when the phase has none"},
+        "unit": {
+            "type": ["string", "null"],
+            "enum": ["blocks", "tuples", "indexes", "lockers", "tables", "statistics", None],
+        },
+        "percent": {"type": ["number", "null"], "minimum": 0},
+        "relations_done": _COUNT,
+        "relations_total": _COUNT,
+        "elapsed": {"type": ["number", "null"], "description": "seconds since it started"},
+        "waiting_for_lock": {
+            "type": ["boolean", "null"],
+            "description": "its backend waits for a lock; null when its backend is not known",
+        },
+        "blocked_by": {
+            "type": ["array", "null"],
+            "items": {"type": "integer"},
+            "description": "pids of the sessions it waits for (pg_blocking_pids)",
+        },
+    },
+    "required": [
+        "phase", "relation", "done", "total", "unit", "percent", "relations_done",
+        "relations_total", "elapsed", "waiting_for_lock", "blocked_by",
+    ],
+}  # fmt: skip
+LIST_ITEM["progress"] = PROGRESS
+ACTIVITY_ITEM = {
+    "pid": {"type": "integer"},
+    "datname": STR,
+    "relation": STR,
+    "command": {
+        "type": ["string", "null"],
+        "description": "VACUUM, VACUUM FULL, ANALYZE, CLUSTER, CREATE INDEX, REINDEX, ...",
+    },
+    "phase": STR,
+    "done": _COUNT,
+    "total": _COUNT,
+    "unit": PROGRESS["properties"]["unit"],
+    "percent": {"type": ["number", "null"], "minimum": 0},
+    "started": {"type": ["string", "null"], "pattern": DATETIME["pattern"]},
+    "duration": {"type": ["number", "null"], "description": "seconds"},
+    "autovacuum": {"type": "boolean"},
+    "wraparound": {
+        "type": "boolean",
+        "description": "only on autovacuum items: an autovacuum to prevent wraparound",
+    },
+    "waiting_for_lock": {"type": "boolean"},
+    "blocked_by": {"type": "array", "items": {"type": "integer"}},
+    "operation": {
+        "type": ["object", "null"],
+        "description": "the agent's operation when it is one, else null",
+        "properties": {"id": OP_ID, "kind": {"type": "string", "enum": list(KINDS)}},
+        "required": ["id", "kind"],
+    },
+}
 HISTORY_ITEM = {
     **LIST_ITEM,
     "sql": STR,
@@ -258,6 +326,9 @@ SCHEMAS: dict[str, Any] = {
     },
     "OperationId": _obj({"id": OP_ID}, extra=False),
     "ScheduledOperation": _obj(LIST_ITEM),
+    "Activity": _obj(
+        ACTIVITY_ITEM, required=sorted(name for name in ACTIVITY_ITEM if name != "wraparound")
+    ),
     "Operation": _obj(HISTORY_ITEM),
     "Canceled": _obj({"response": {"const": "ok"}}, extra=False),
 }
@@ -418,6 +489,14 @@ def operations() -> list[tuple[str, str, dict]]:
         _operation("GET", table, "One table: statistics, sizes, indexes", _ref("Table"),
                    auth="key", errors=read_errors),
     ]  # fmt: skip
+    ops.append(
+        _operation(
+            "GET", "/maintenance/activity",
+            "Every maintenance command running in the instance (autovacuum, other sessions, "
+            "the agent's operations)",
+            {"type": "array", "items": _ref("Activity")}, auth="key", errors=("503",),
+        )
+    )  # fmt: skip
     scheduled = {"type": "array", "items": _ref("ScheduledOperation")}
     post_errors = ("404", "406", "409", "503")
     list_errors = ("404", "503")
