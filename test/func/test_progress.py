@@ -14,7 +14,7 @@ import time
 import psycopg2
 import pytest
 
-from .helpers import run_sql
+from .helpers import drop_database, run_sql
 
 DB = "progress_db"
 DEADLINE = 60.0
@@ -47,7 +47,10 @@ def db(pg):
             dbname=DB,
         )
     yield DB
-    run_sql(pg, f"DROP DATABASE IF EXISTS {DB} WITH (FORCE)")
+    admin = psycopg2.connect(pg.dsn())
+    admin.autocommit = True
+    drop_database(admin, DB)  # DROP DATABASE ... WITH (FORCE) needs 13
+    admin.close()
 
 
 def item_of(agent, kind: str, op_id: str) -> dict:
