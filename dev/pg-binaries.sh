@@ -68,7 +68,12 @@ target=$cache/$version
 stamp=$target/.complete
 
 if [ ! -f "$stamp" ]; then
-    command -v npm >/dev/null || die "npm is needed to fetch PostgreSQL $version (apt-get install npm)"
+    if ! command -v npm >/dev/null; then
+        [ "$(id -u)" -eq 0 ] || die "npm is needed to fetch PostgreSQL $version (apt-get install npm)"
+        echo "Installing npm ..." >&2
+        apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq npm >/dev/null
+    fi
     mkdir -p "$cache"
     chmod 0755 "$cache"
     exec 9>"$cache/.lock"

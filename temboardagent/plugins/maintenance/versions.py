@@ -16,7 +16,12 @@ The maintenance pages return the same keys with the same meaning on every versio
 - **pg_size_pretty**: the ``PB`` unit exists from 15; before, sizes stay in
   ``TB`` (``12309 TB`` instead of ``12 PB``). :func:`pg_size_pretty` follows the
   server's units, so sizes computed by the agent read as those of SQL.
-- ``MATERIALIZED`` CTEs (12) and JIT (11) exist on every supported version.
+- **Progress views**: ``pg_stat_progress_analyze`` only exists from 13; the
+  progress module unions the views a server has (``progress.VIEWS``).
+- Not differences for the agent: ``REINDEX ... CONCURRENTLY`` and
+  ``MATERIALIZED`` CTEs exist from 12, JIT from 11; the ``public`` schema loses
+  its CREATE privilege for PUBLIC in 15, which changes nothing for an agent that
+  pins ``search_path`` and qualifies every name.
 """
 
 from __future__ import annotations
