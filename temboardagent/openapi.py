@@ -232,6 +232,38 @@ ACTIVITY_ITEM = {
         "required": ["id", "kind"],
     },
 }
+ADVICE_RULES = [
+    "wraparound", "vacuum", "analyze", "table_bloat", "index_bloat", "invalid_index",
+    "unused_index", "duplicate_index",
+]  # fmt: skip
+ADVICE_ITEM = {
+    "rule": {"type": "string", "enum": ADVICE_RULES},
+    "severity": {"type": "string", "enum": ["critical", "warning", "info"]},
+    "dbname": {"type": "string"},
+    "schema": STR,
+    "table": STR,
+    "index": STR,
+    "reason": {"type": "string", "description": "why, with the figures, and the risk"},
+    "figures": {"type": "object", "additionalProperties": {"type": ["number", "null"]}},
+    "action": {
+        "type": ["object", "null"],
+        "description": (
+            "the request that does it, to send as is with a session; null when no operation "
+            "of the agent is the answer, or when one is already pending (see pending)"
+        ),
+        "properties": {
+            "method": {"const": "POST"},
+            "path": {"type": "string"},
+            "body": {"type": "object"},
+        },
+        "required": ["method", "path", "body"],
+    },
+    "pending": {
+        "type": ["string", "null"],
+        "pattern": OP_ID["pattern"],
+        "description": "id of the agent's pending or running operation that does it",
+    },
+}
 HISTORY_ITEM = {
     **LIST_ITEM,
     "sql": STR,
@@ -276,7 +308,11 @@ SCHEMAS: dict[str, Any] = {
     ),
     "Instance": _obj(
         {
-            "databases": {"type": "array", "items": _ref("DatabaseSummary")},
+            "databases": {
+                "type": "array",
+                "items": _ref("DatabaseSummary"),
+                "description": "The databases that are not templates.",
+            },
             "instance": _obj({"total_bytes": NUM, "total_size": STR}),
         }
     ),
@@ -325,6 +361,18 @@ SCHEMAS: dict[str, Any] = {
         "properties": {"datetime": DATETIME_INPUT},
     },
     "OperationId": _obj({"id": OP_ID}, extra=False),
+    "AdviceItem": _obj(ADVICE_ITEM),
+    "Advice": _obj(
+        {
+            "advice": {"type": "array", "items": _ref("AdviceItem")},
+            "generated": DATETIME,
+            "unreachable": {
+                "type": "array",
+                "description": "extension: databases whose advice could not be read",
+                "items": _obj({"dbname": {"type": "string"}, "error": {"type": "string"}}),
+            },
+        }
+    ),
     "ScheduledOperation": _obj(LIST_ITEM),
     "Activity": _obj(
         ACTIVITY_ITEM, required=sorted(name for name in ACTIVITY_ITEM if name != "wraparound")
@@ -497,6 +545,13 @@ def operations() -> list[tuple[str, str, dict]]:
             {"type": "array", "items": _ref("Activity")}, auth="key", errors=("503",),
         )
     )  # fmt: skip
+    ops += [
+        _operation("GET", "/maintenance/advice",
+                   "What needs maintenance now in every database, most severe first",
+                   _ref("Advice"), auth="key", errors=("503",)),
+        _operation("GET", db + "/advice", "What needs maintenance now in one database",
+                   _ref("Advice"), auth="key", errors=read_errors),
+    ]  # fmt: skip
     scheduled = {"type": "array", "items": _ref("ScheduledOperation")}
     post_errors = ("404", "406", "409", "503")
     list_errors = ("404", "503")

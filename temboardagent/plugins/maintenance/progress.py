@@ -95,7 +95,7 @@ def backends(conn: Any, pids: Iterable[int]) -> dict[int, dict[str, Any]]:
         try:
             cur.execute(_EXECUTE, {"pids": pids})
         except psycopg2.errors.InvalidSqlStatementName:  # not prepared on this connection
-            text = query("progress", _major(conn)).replace("%(pids)s::int4[]", "$1")
+            text = query("progress", _major(conn)).replace("%(pids)s::pg_catalog.int4[]", "$1")
             cur.execute(f"PREPARE {_PREPARED} (pg_catalog.int4[]) AS {text}")
             cur.execute(_EXECUTE, {"pids": pids})
         names = [d.name for d in cur.description]

@@ -6,7 +6,7 @@
 -- files the server has.
 SELECT a.pid,
        a.datid,
-       a.datname::text AS datname,
+       a.datname::pg_catalog.text AS datname,
        a.backend_type,
        a.query,
        v.relid,
@@ -16,15 +16,15 @@ SELECT a.pid,
        v.total,
        v.unit,
        a.query_start AS started,
-       pg_catalog.date_part('epoch'::text,
+       pg_catalog.date_part('epoch'::pg_catalog.text,
                             pg_catalog.clock_timestamp() - a.query_start) AS duration,
-       a.wait_event_type IS NOT DISTINCT FROM 'Lock'::text AS waiting_for_lock,
+       a.wait_event_type IS NOT DISTINCT FROM 'Lock'::pg_catalog.text AS waiting_for_lock,
        pg_catalog.pg_blocking_pids(a.pid) AS blocked_by
 FROM pg_catalog.pg_stat_activity a
 LEFT JOIN ({views}) v ON v.pid = a.pid
 WHERE a.pid <> pg_catalog.pg_backend_pid()
   AND (v.pid IS NOT NULL
-       OR (a.state = 'active'::text
-           AND (a.backend_type = 'autovacuum worker'::text
-                OR a.query OPERATOR(pg_catalog.~*) '^\s*(vacuum|analy[sz]e|reindex|cluster|create\s+(unique\s+)?index)\M'::text)))
+       OR (a.state = 'active'::pg_catalog.text
+           AND (a.backend_type = 'autovacuum worker'::pg_catalog.text
+                OR a.query ~* '^\s*(vacuum|analy[sz]e|reindex|cluster|create\s+(unique\s+)?index)\M'::pg_catalog.text)))
 ORDER BY a.query_start, a.pid

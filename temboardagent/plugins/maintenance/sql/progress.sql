@@ -10,8 +10,8 @@ SELECT a.pid,
        v.done,
        v.total,
        v.unit,
-       a.wait_event_type IS NOT DISTINCT FROM 'Lock'::text AS waiting_for_lock,
+       a.wait_event_type IS NOT DISTINCT FROM 'Lock'::pg_catalog.text AS waiting_for_lock,
        pg_catalog.pg_blocking_pids(a.pid) AS blocked_by
 FROM pg_catalog.pg_stat_activity a
 LEFT JOIN ({views}) v ON v.pid = a.pid
-WHERE a.pid = ANY (%(pids)s::int4[])
+WHERE a.pid = ANY (%(pids)s::pg_catalog.int4[])

@@ -1,6 +1,6 @@
 -- pg_class.reltuples of the relation "c", -1 when PostgreSQL has no row count
--- for it, on every version (included in the "tbl" CTEs of relations.sql and
--- database.sql).
+-- for it, on every version (included in the "tbl" CTEs of relations.sql,
+-- database.sql and advice.sql).
 -- From PostgreSQL 14, reltuples is -1 until the first VACUUM or ANALYZE. Before
 -- 14 it is 0 then, as for an empty table: 0 with no pages in pg_class and no
 -- VACUUM or ANALYZE ever recorded in the statistics is read as -1. A table
