@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Run the maintenance functional tests (read side, operations with cancel and
-# scheduling, progress, version differences) on other PostgreSQL versions, two
-# at a time, then print one line per version with its pass count.
+# Run the maintenance functional tests (read side, advice, operations with
+# cancel and scheduling, progress, version differences, hardened SQL against
+# planted objects) on other PostgreSQL versions, two at a time, then print one
+# line per version with its pass count.
 #
 #   dev/run-version-matrix.sh                  # every supported major but the default one
 #   dev/run-version-matrix.sh 12 17            # chosen majors
@@ -20,6 +21,8 @@ SELECTION=(
     test/func/test_maintenance_read.py
     test/func/test_maintenance_ops.py
     test/func/test_progress.py
+    test/func/test_advice.py
+    test/func/test_hostile_objects.py
 )
 DESELECT="not kill9 and not stop_while_running"
 

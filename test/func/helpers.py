@@ -47,30 +47,36 @@ def route_table(tmp_path: Path) -> list[RouteInfo]:
         agent.sessions.close()
 
 
-def drop_database(conn: Any, name: str) -> None:
+def drop_database(pg: EmbeddedCluster, name: str) -> None:
     """DROP DATABASE IF EXISTS ``name`` even with sessions connected, on every version.
 
     ``DROP DATABASE ... WITH (FORCE)`` only exists from PostgreSQL 13: refuse new
-    sessions, end the current ones, then drop. ``conn``: autocommit, superuser.
+    sessions, end the current ones, then drop.
     """
     ident = psycopg2.sql.Identifier(name)
-    with conn.cursor() as cur:
-        cur.execute("SELECT 1 FROM pg_catalog.pg_database WHERE datname = %s", (name,))
-        if cur.fetchone() is None:
-            return
-        cur.execute(psycopg2.sql.SQL("ALTER DATABASE {} ALLOW_CONNECTIONS false").format(ident))
-        cur.execute(
-            "SELECT pg_catalog.pg_terminate_backend(pid) FROM pg_catalog.pg_stat_activity"
-            " WHERE datname = %s AND pid <> pg_catalog.pg_backend_pid()",
-            (name,),
-        )
-        for _ in range(100):
-            try:
-                cur.execute(psycopg2.sql.SQL("DROP DATABASE IF EXISTS {}").format(ident))
+    conn = psycopg2.connect(pg.dsn())
+    conn.autocommit = True
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT 1 FROM pg_catalog.pg_database WHERE datname = %s", (name,))
+            if cur.fetchone() is None:
                 return
-            except psycopg2.errors.ObjectInUse:
-                time.sleep(0.1)  # a terminated backend is still exiting
-        cur.execute(psycopg2.sql.SQL("DROP DATABASE IF EXISTS {}").format(ident))
+            cur.execute(psycopg2.sql.SQL("ALTER DATABASE {} ALLOW_CONNECTIONS false").format(ident))
+            for _ in range(100):
+                cur.execute(
+                    "SELECT pg_catalog.pg_terminate_backend(pid)"
+                    " FROM pg_catalog.pg_stat_activity"
+                    " WHERE datname = %s AND pid <> pg_catalog.pg_backend_pid()",
+                    (name,),
+                )
+                try:
+                    cur.execute(psycopg2.sql.SQL("DROP DATABASE IF EXISTS {}").format(ident))
+                    return
+                except psycopg2.errors.ObjectInUse:
+                    time.sleep(0.1)  # a terminated backend is still exiting
+            cur.execute(psycopg2.sql.SQL("DROP DATABASE IF EXISTS {}").format(ident))
+    finally:
+        conn.close()
 
 
 def settle_stats(conn: Any, timeout: float = 30.0) -> None:

@@ -18,11 +18,11 @@ import pytest
 from temboardagent.postgres import Postgres
 
 from .agentproc import AgentProcess
-from .helpers import run_sql
+from .helpers import drop_database, run_sql
 
 
 def create_db(pg, name: str) -> None:
-    run_sql(pg, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    drop_database(pg, name)
     run_sql(pg, f'CREATE DATABASE "{name}"')
     run_sql(
         pg,
@@ -144,7 +144,7 @@ def test_idle_pool_is_capped(pg, own_agent):
     assert sum(kept.get(n, 0) for n in names) <= 2
     assert kept.get(names[3], 0) == 1
     for name in names:
-        run_sql(pg, f"DROP DATABASE {name} WITH (FORCE)")
+        drop_database(pg, name)
 
 
 def test_operation_connection_closed_when_it_ends(pg, agent):
@@ -158,7 +158,7 @@ def test_operation_connection_closed_when_it_ends(pg, agent):
     )
     # the worker's connection is gone (only the target check may be pooled)
     wait_for(lambda: agent_backends(pg, "conn_ops") <= 1, "the worker's connection to close")
-    run_sql(pg, "DROP DATABASE conn_ops WITH (FORCE)")
+    drop_database(pg, "conn_ops")
 
 
 # The pool itself, on the real cluster
@@ -227,7 +227,7 @@ def test_pool_lru_cap_and_reuse(pg, pool):
     reapers = [t for t in threading.enumerate() if t.name == "postgres-pool-reaper"]
     assert all(not t.is_alive() or t is not postgres._reaper for t in reapers)
     for name in names:
-        run_sql(pg, f"DROP DATABASE {name} WITH (FORCE)")
+        drop_database(pg, name)
 
 
 def test_pool_never_keeps_templates(pg, pool):

@@ -248,7 +248,7 @@ def query(conn, sql: str, params=None) -> list[tuple]:
 def db(pg):
     admin = connect(pg, "postgres")
     for name in (DB, CLOSED_DB):
-        drop_database(admin, name)
+        drop_database(pg, name)
         query_none(admin, f'CREATE DATABASE "{name}"')
     query_none(admin, f'ALTER DATABASE "{CLOSED_DB}" ALLOW_CONNECTIONS false')
     query_none(admin, f"DROP ROLE IF EXISTS {READER}")
@@ -263,7 +263,7 @@ def db(pg):
     conn.close()
     yield DB
     for name in (DB, CLOSED_DB):
-        drop_database(admin, name)
+        drop_database(pg, name)
     query_none(admin, f"DROP ROLE IF EXISTS {READER}")
     admin.close()
 
@@ -952,7 +952,7 @@ def test_http_odd_database_name(agent, pg, db):
         entries = {e["datname"]: e for e in agent.get(path()).json()["databases"]}
         assert entries[name]["n_tables"] >= 1.0
     finally:
-        drop_database(admin, 'mread "Odd" DB é')
+        drop_database(pg, 'mread "Odd" DB é')
         admin.close()
 
 

@@ -47,10 +47,7 @@ def db(pg):
             dbname=DB,
         )
     yield DB
-    admin = psycopg2.connect(pg.dsn())
-    admin.autocommit = True
-    drop_database(admin, DB)  # DROP DATABASE ... WITH (FORCE) needs 13
-    admin.close()
+    drop_database(pg, DB)  # DROP DATABASE ... WITH (FORCE) needs 13
 
 
 def item_of(agent, kind: str, op_id: str) -> dict:

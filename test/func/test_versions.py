@@ -33,15 +33,12 @@ ANALYZE public.analyzed;
 
 @pytest.fixture(scope="module")
 def db(pg):
-    admin = psycopg2.connect(pg.dsn())
-    admin.autocommit = True
-    drop_database(admin, DB)
+    drop_database(pg, DB)
     run_sql(pg, f"CREATE DATABASE {DB}")
     for statement in SETUP.strip().split(";\n"):  # VACUUM: one per transaction
         run_sql(pg, statement, dbname=DB)
     yield DB
-    drop_database(admin, DB)
-    admin.close()
+    drop_database(pg, DB)
 
 
 @pytest.fixture

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from temboardagent import openapi
@@ -40,9 +42,16 @@ def test_table_stats_columns_unique_and_documented():
 
 
 def test_missing_columns_are_typed_nulls():
-    text = repr(versions.table_stats_columns(120000))
-    assert "Identifier('n_ins_since_vacuum')" in text
-    assert text.count("NULL::pg_catalog.") == sum(
+    old = versions.table_stats_columns(120000)
+    assert "NULL::pg_catalog.int8 AS n_ins_since_vacuum" in old
+    assert old.count("NULL::pg_catalog.") == sum(
         c.since > 120000 for c in versions.TABLE_STATS_COLUMNS
     )
-    assert "NULL" not in repr(versions.table_stats_columns(180000))
+    assert "NULL" not in versions.table_stats_columns(180000)
+    assert "{columns}" not in catalog.table_stats_query(130000)
+
+
+def test_column_names_need_no_quoting():
+    for column in versions.TABLE_STATS_COLUMNS:
+        assert re.fullmatch(r"[a-z][a-z0-9_]*", column.name), column
+        assert re.fullmatch(r"[a-z0-9]+", column.sql_type), column

@@ -70,7 +70,6 @@ from typing import Any, Callable
 import psycopg2
 import psycopg2.errors
 import psycopg2.extensions
-from psycopg2 import sql
 
 from ...errors import HTTPError, NotFound
 from . import versions
@@ -137,10 +136,9 @@ def size_pretty(size: int | float | None, version: int = 150000) -> str | None:
 
 
 @functools.cache
-def _table_stats_sql(version: int) -> sql.Composed:
-    """The table page's statistics query: the same columns on every version."""
-    columns = versions.table_stats_columns(version)
-    return sql.SQL(load_sql("table_stats")).format(columns=columns)
+def table_stats_query(version: int) -> str:
+    """``sql/table_stats.sql`` for a server: the same columns on every version."""
+    return load_sql("table_stats").replace("{columns}", versions.table_stats_columns(version))
 
 
 def _stats_variant(privileged: bool) -> str:
@@ -256,7 +254,7 @@ def table(conn: Any, schema_name: str, table_name: str) -> dict[str, Any]:
         with conn.cursor() as cur:
             for caster in _TEXT_TYPES:
                 psycopg2.extensions.register_type(caster, cur)
-            query = _table_stats_sql(conn.server_version)
+            query = table_stats_query(conn.server_version)
             cur.execute(query, {"relid": ctx["relid"]})
             stats = cur.fetchone()
             names = [d.name for d in cur.description]

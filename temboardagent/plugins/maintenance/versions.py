@@ -29,8 +29,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import NamedTuple
 
-from psycopg2 import sql
-
 #: The oldest supported server (``server_version_num``).
 MIN_VERSION = 120000
 
@@ -89,19 +87,17 @@ def major(version: int) -> int:
     return version // 10000
 
 
-def table_stats_columns(version: int) -> sql.Composed:
+def table_stats_columns(version: int) -> str:
     """Select list of :data:`TABLE_STATS_COLUMNS` from ``pg_stat_all_tables s``.
 
-    A column the server lacks is a NULL of the column's type.
+    A column the server lacks is a NULL of the column's type. The names are
+    the constants above (plain lowercase identifiers): no quoting needed.
     """
     items = []
     for col in TABLE_STATS_COLUMNS:
-        if version >= col.since:
-            value = sql.SQL("s.{}").format(sql.Identifier(col.name))
-        else:
-            value = sql.SQL("NULL::pg_catalog.{}").format(sql.Identifier(col.sql_type))
-        items.append(sql.SQL("{} AS {}").format(value, sql.Identifier(col.name)))
-    return sql.SQL(",\n       ").join(items)
+        value = f"s.{col.name}" if version >= col.since else f"NULL::pg_catalog.{col.sql_type}"
+        items.append(f"{value} AS {col.name}")
+    return ",\n       ".join(items)
 
 
 class SizeUnit(NamedTuple):
