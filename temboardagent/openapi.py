@@ -93,8 +93,17 @@ LOCKED = {
         "the table; sizes then come from pg_class.relpages"
     ),
 }
+BLOAT_METHOD = {
+    "type": "string",
+    "enum": ["estimate", "pgstattuple"],
+    "description": (
+        "extension: how bloat_bytes was obtained: the statistical estimate, or measured "
+        "with the pgstattuple extension (table page with ?bloat=exact)"
+    ),
+}
 INDEX_FIELDS = {
     "bloat_bytes": NUM,
+    "bloat_method": BLOAT_METHOD,
     "bloat_size": STR,
     "def": {"type": ["string", "null"], "description": "null while the table is locked"},
     "idx_tup_fetch": INT,
@@ -113,6 +122,7 @@ INDEX_FIELDS = {
 }
 TABLE_FIELDS = {
     "bloat_bytes": NUM,
+    "bloat_method": BLOAT_METHOD,
     "bloat_size": STR,
     "index_bloat_bytes": NUM,
     "index_bloat_size": STR,
@@ -535,7 +545,14 @@ def operations() -> list[tuple[str, str, dict]]:
         _operation("GET", schema, "One schema: tables and indexes", _ref("Schema"), auth="key",
                    errors=read_errors),
         _operation("GET", table, "One table: statistics, sizes, indexes", _ref("Table"),
-                   auth="key", errors=read_errors),
+                   auth="key", errors=("404", "406", "409", "503"), parameters=[
+                       {"name": "bloat", "in": "query", "required": False,
+                        "schema": {"type": "string", "enum": ["estimate", "exact"],
+                                   "default": "estimate"},
+                        "description": (
+                            "exact: measure the table and its btree indexes with the "
+                            "pgstattuple extension (reads them; 409 when it is not installed)")},
+                   ]),
     ]  # fmt: skip
     ops.append(
         _operation(

@@ -199,7 +199,7 @@ SPEC_TABLE = {
     "vacuum_count": int,
 }
 #: fields added to the spec (documented extensions)
-ADDED = {"locked"}
+ADDED = {"locked", "bloat_method"}
 TIMESTAMPS = {"last_analyze", "last_autoanalyze", "last_autovacuum", "last_vacuum"}
 
 
@@ -223,7 +223,10 @@ def check_types(item: dict, spec: dict, added: set = ADDED, nullable: set = froz
         else:
             assert type(value) is expected, (key, value, expected)
     for key in added:
-        assert type(item[key]) is bool
+        if key == "bloat_method":
+            assert item[key] in ("estimate", "pgstattuple"), item[key]
+        else:
+            assert type(item[key]) is bool
 
 
 def connect(pg, dbname: str = DB, user: str | None = None, **options):

@@ -12,10 +12,10 @@ from __future__ import annotations
 from contextlib import contextmanager
 from typing import Any, Iterator
 
-from ...errors import NotFound
+from ...errors import NotFound, malformed
 from ...tasks import PENDING
 from .. import PluginContext, Request
-from . import advice, catalog
+from . import advice, catalog, exact
 from .operations import KINDS, worker_name
 from .settings import MaintenanceSettings
 
@@ -58,8 +58,14 @@ def register(ctx: PluginContext, settings: MaintenanceSettings) -> None:
             return catalog.schema(conn, schema)
 
     def get_table(request: Request, dbname: str, schema: str, table: str) -> dict:
+        mode = request.query.get("bloat", "estimate")
+        if mode not in ("estimate", "exact"):
+            raise malformed("bloat")
         with database(dbname) as conn:
-            return catalog.table(conn, schema, table)
+            result = catalog.table(conn, schema, table)
+            if mode == "exact":
+                exact.measure(conn, dbname, int(result["relid"]), result)
+            return result
 
     def pending_tasks() -> list:
         return ctx.tasks.list(workers=[worker_name(kind) for kind in KINDS], statuses=PENDING)
