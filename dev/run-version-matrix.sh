@@ -21,6 +21,7 @@ SELECTION=(
     test/func/test_maintenance_read.py
     test/func/test_maintenance_ops.py
     test/func/test_progress.py
+    test/func/test_bloat.py
     test/func/test_advice.py
     test/func/test_hostile_objects.py
 )
