@@ -15,7 +15,7 @@ import pytest
 from temboardagent.errors import NotFound
 from temboardagent.plugins.maintenance import catalog, versions
 
-from .helpers import drop_database
+from .helpers import drop_database, settle_stats
 
 DB = "mread_db"
 CLOSED_DB = "mread_closed"
@@ -263,6 +263,7 @@ def db(pg):
         cur.execute(NEVER)
         cur.execute(f"GRANT USAGE ON SCHEMA s1, s2 TO {READER}")
         cur.execute(f"GRANT SELECT ON s1.same TO {READER}")
+    settle_stats(conn)  # PostgreSQL < 15: the collector has the rows and the ANALYZE
     conn.close()
     yield DB
     for name in (DB, CLOSED_DB):

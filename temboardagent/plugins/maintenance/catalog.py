@@ -42,8 +42,8 @@ Decisions (to be documented for users):
 - **Null conventions**: a ``*_size`` is ``pg_size_pretty`` of its
   ``*_bytes``; in aggregates over nothing (a schema without table, index or
   TOAST table) the byte count is 0 and the ``*_size`` null, bloat sums are
-  null when no member has an estimate. ``row_estimate`` is ``reltuples``
-  (-1 when unknown, PostgreSQL >= 14).
+  null when no member has an estimate. ``row_estimate`` is ``reltuples``,
+  -1 when unknown on every version (``sql/reltuples.sql``, ``versions.py``).
 - **GET /maintenance** lists the databases that are not templates (as
   upstream). Those the agent cannot connect to (``datallowconn`` false,
   invalid, connection refused, timeout) keep their ``total_bytes``

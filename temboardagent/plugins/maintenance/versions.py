@@ -16,6 +16,10 @@ The maintenance pages return the same keys with the same meaning on every versio
 - **pg_size_pretty**: the ``PB`` unit exists from 15; before, sizes stay in
   ``TB`` (``12309 TB`` instead of ``12 PB``). :func:`pg_size_pretty` follows the
   server's units, so sizes computed by the agent read as those of SQL.
+- **Cumulative statistics** (``pg_stat_*``): before 15 a collector process
+  receives them asynchronously, so a page may show counters up to about half a
+  second old; from 15 they are in shared memory. The agent shows what the
+  server shows.
 - **Progress views**: ``pg_stat_progress_analyze`` only exists from 13; the
   progress module unions the views a server has (``progress.VIEWS``).
 - Not differences for the agent: ``REINDEX ... CONCURRENTLY`` and
