@@ -15,7 +15,7 @@ if [[ ${TEMBOARD_TEST_PG:-} =~ ^[0-9]+$ ]]; then
     bash dev/pg-binaries.sh "$TEMBOARD_TEST_PG" >/dev/null
 fi
 if [ $# -gt 0 ] || [ -n "${TEMBOARD_TEST_PG:-}" ]; then
-    exec .venv/bin/pytest --timeout=300 "$@"
+    exec .venv/bin/pytest --timeout=300 --durations=20 "$@"
 fi
 
 report=$(mktemp -d)
@@ -24,7 +24,7 @@ status=0
 .venv/bin/python -c 'from temboardagent.embedded import find_bindir; print(find_bindir())' |
     { read -r bindir; "$bindir/postgres" --version; } |
     sed -E 's/^[^)]*\) ([0-9.]+).*/\1/' >"$report/default.version"
-.venv/bin/pytest --timeout=300 --junitxml="$report/default.xml" || status=$?
+.venv/bin/pytest --timeout=300 --durations=20 --junitxml="$report/default.xml" || status=$?
 echo "$status" >"$report/default.rc"
 bash dev/run-version-matrix.sh --report-dir "$report" || status=1
 exit "$status"

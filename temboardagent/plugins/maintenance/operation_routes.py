@@ -16,6 +16,7 @@ Choices the spec leaves open:
   microsecond, so they are never duplicates (they queue behind each other).
 - The target must exist when the operation is scheduled (404 naming the missing
   database, schema, table or index); PostgreSQL down at that moment -> 503.
+- The agent's role must be allowed to run it (403 otherwise, see ``privileges``).
 - Cancel of a finished operation (done, failed, canceled, aborted) -> 409.
 - History: ``GET /maintenance/<kind>/history?db=&status=a,b&limit=&offset=``,
   newest first (``limit`` 1-1000, default 100); ``GET /maintenance/<kind>/<id>``.
@@ -28,7 +29,7 @@ from typing import Any, Callable
 from ...errors import Conflict, NotFound, malformed
 from ...tasks import PENDING, STATUSES, TaskExists, TaskFinished, TaskNotFound
 from .. import PluginContext, Request
-from . import progress, targets
+from . import privileges, progress, targets
 from .operations import (
     KINDS,
     history_item,
@@ -101,6 +102,7 @@ class OperationRoutes:
         else:
             targets.check_database(self.ctx, self.settings, dbname)
         target = make_target(dbname, schema, table, index, index_table)
+        privileges.check(self.ctx, self.settings, kind, target)
         try:
             task = self.ctx.tasks.schedule(
                 worker_name(kind),
