@@ -12,6 +12,7 @@ from functools import lru_cache
 from typing import Any
 
 from . import __version__
+from .plugins.maintenance.versions import MIN_VERSION, TABLE_STATS_COLUMNS, major
 
 KINDS = ("vacuum", "analyze", "reindex")
 OP_ID = {"type": "string", "pattern": "^[0-9a-f]{8}$", "example": "229cc880"}
@@ -130,7 +131,11 @@ TABLE_FIELDS = {
     "n_indexes": {"type": "integer"},
     "locked": LOCKED,
     "name": {"type": "string"},
-    "row_estimate": NUM,
+    "row_estimate": {
+        **NUM,
+        "description": "pg_class.reltuples; -1 when the table was never vacuumed nor "
+        "analyzed (also on PostgreSQL 12 and 13, where reltuples is 0 then)",
+    },
     "table_bytes": INT,
     "table_size": STR,
     "toast_bytes": INT,
@@ -138,14 +143,27 @@ TABLE_FIELDS = {
     "total_bytes": INT,
     "total_size": STR,
 }
-STAT_TIMESTAMPS = ("last_analyze", "last_autoanalyze", "last_autovacuum", "last_vacuum")
-#: pg_stat_all_tables columns that only some PostgreSQL versions have
-STAT_OPTIONAL = {"n_ins_since_vacuum": INT}
-STAT_COUNTERS = (
-    "analyze_count", "autoanalyze_count", "autovacuum_count", "vacuum_count", "idx_scan",
-    "idx_tup_fetch", "n_dead_tup", "n_live_tup", "n_mod_since_analyze", "n_tup_del",
-    "n_tup_hot_upd", "n_tup_ins", "n_tup_upd", "seq_scan", "seq_tup_read",
-)  # fmt: skip
+
+
+def _table_stat_fields() -> dict[str, dict]:
+    """The table page's ``pg_stat_all_tables`` fields: the same on every version."""
+    fields = {}
+    for col in TABLE_STATS_COLUMNS:
+        if col.sql_type in ("oid", "name"):
+            schema: dict[str, Any] = {"type": "string"}
+        elif col.sql_type == "timestamptz":
+            schema = {**STR, "description": "PostgreSQL timestamptz text"}
+        else:
+            schema = dict(NUM if col.sql_type == "float8" else INT)
+        notes = [col.description] if col.description else []
+        if col.since > MIN_VERSION:
+            notes.append(f"null before PostgreSQL {major(col.since)}")
+        if notes:
+            schema["description"] = "; ".join([schema.get("description", "")] + notes).lstrip("; ")
+        fields[col.name] = schema
+    return fields
+
+
 LIST_ITEM = {
     "id": OP_ID,
     "dbname": {"type": "string"},
@@ -385,13 +403,9 @@ SCHEMAS: dict[str, Any] = {
     "Table": _obj(
         {
             **{name: schema for name, schema in TABLE_FIELDS.items() if name != "n_indexes"},
-            **{name: STR for name in STAT_TIMESTAMPS},
-            **{name: INT for name in STAT_COUNTERS},
+            **_table_stat_fields(),
             "fillfactor": {"type": "integer"},
             "indexes": {"type": "array", "items": _ref("Index")},
-            "relid": {"type": "string"},
-            "relname": {"type": "string"},
-            "schemaname": {"type": "string"},
         }
     ),
     "VacuumRequest": {
@@ -447,8 +461,6 @@ SCHEMAS: dict[str, Any] = {
     "Operation": _obj(HISTORY_ITEM),
     "Canceled": _obj({"response": {"const": "ok"}}, extra=False),
 }
-
-SCHEMAS["Table"]["properties"].update(STAT_OPTIONAL)
 
 ERROR_TEXT = {
     "400": "Invalid JSON body.",

@@ -17,11 +17,11 @@ import pytest
 from temboardagent.postgres import Postgres
 
 from .agentproc import AgentProcess
-from .helpers import run_sql
+from .helpers import drop_database, run_sql
 
 
 def create_db(pg, name: str) -> None:
-    run_sql(pg, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    drop_database(pg, name)
     run_sql(pg, f'CREATE DATABASE "{name}"')
     run_sql(
         pg,
@@ -143,7 +143,7 @@ def test_idle_pool_is_capped(pg, own_agent):
     assert sum(kept.get(n, 0) for n in names) <= 2
     assert kept.get(names[3], 0) == 1
     for name in names:
-        run_sql(pg, f"DROP DATABASE {name} WITH (FORCE)")
+        drop_database(pg, name)
 
 
 def test_operation_connection_closed_when_it_ends(pg, agent):
@@ -162,7 +162,7 @@ def test_operation_connection_closed_when_it_ends(pg, agent):
         " AND query LIKE 'VACUUM%%'"
     )
     wait_for(lambda: run_sql(pg, worker) == [(0,)], "the worker's connection to close")
-    run_sql(pg, "DROP DATABASE conn_ops WITH (FORCE)")
+    drop_database(pg, "conn_ops")
 
 
 # The pool itself, on the real cluster
@@ -230,7 +230,7 @@ def test_pool_lru_cap_and_reuse(pg, pool):
     assert postgres.idle_connections() == 0
     assert postgres._reaper is not None and not postgres._reaper.is_alive()  # stopped
     for name in names:
-        run_sql(pg, f"DROP DATABASE {name} WITH (FORCE)")
+        drop_database(pg, name)
 
 
 def test_pool_never_keeps_templates(pg, pool):

@@ -125,7 +125,8 @@ def test_discover(agent, pg):
     }  # fmt: skip
     assert data["hostname"] == "test.example"
     assert data["pg_port"] == pg.port
-    assert data["pg_version_summary"].startswith("PostgreSQL 15")
+    (version,) = run_sql(pg, "SHOW server_version")[0]  # the TEMBOARD_TEST_PG version
+    assert data["pg_version_summary"] == f"PostgreSQL {version}"
     assert data["pg_block_size"] == 8192
     assert data["pg_data"] == str(pg.datadir)
     assert data["plugins"] == ["maintenance"]

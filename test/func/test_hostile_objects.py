@@ -23,7 +23,7 @@ from temboardagent.embedded import throwaway_cluster
 from temboardagent.postgres import Postgres
 
 from .agentproc import AgentProcess
-from .helpers import run_sql
+from .helpers import drop_database, run_sql
 
 MALLORY = "mallory"
 APPDB = "appdb"
@@ -218,7 +218,7 @@ def hagent(hpg, workdir):
 
 def _reset(pg) -> None:
     run_sql(pg, "ALTER DATABASE postgres RESET search_path")
-    run_sql(pg, f"DROP DATABASE IF EXISTS {APPDB} WITH (FORCE)")
+    drop_database(pg, APPDB)
     if run_sql(pg, "SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = %s", (MALLORY,)):
         run_sql(pg, f"DROP OWNED BY {MALLORY} CASCADE")
         run_sql(pg, f"DROP ROLE {MALLORY}")
@@ -507,16 +507,19 @@ def hpg_version(pg) -> int:
 def test_every_operator_is_an_exact_pg_catalog_match(hpg, appdb):
     """Each query, made a view, depends on no object of ``public``."""
     from temboardagent.plugins.maintenance import progress
-    from temboardagent.plugins.maintenance.catalog import SQL_DIR, load_sql
+    from temboardagent.plugins.maintenance.catalog import SQL_DIR, load_sql, table_stats_query
 
     assert plant_operator_traps(hpg, APPDB) > 1000
     fragments = {"cfg", "locked", "estimates", "stats_pg_statistic", "stats_pg_stats"}
     fragments |= {view for _, view in progress.VIEWS}  # parts of progress and activity
+    fragments |= {"reltuples"}  # an expression of the "tbl" CTEs
     version = hpg_version(hpg)
     texts = {}
     for path in sorted(SQL_DIR.glob("*.sql")):
         if path.stem in ("progress", "activity"):  # the server's progress views filled in
             texts[path.stem] = progress.query(path.stem, version)
+        elif path.stem == "table_stats":  # the server's columns filled in
+            texts[path.stem] = table_stats_query(version)
         elif path.stem not in fragments:
             for stats in ("pg_statistic", "pg_stats"):
                 texts[f"{path.stem} ({stats})"] = load_sql(path.stem, stats)

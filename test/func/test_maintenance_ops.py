@@ -18,7 +18,7 @@ from temboardagent.plugins.maintenance.operations import build_statement, render
 from temboardagent.plugins.maintenance.operations import make_target as mk
 
 from .agentproc import AgentProcess
-from .helpers import HANG, wait_for
+from .helpers import HANG, settle_stats, wait_for
 
 DB = "ops_db"
 DB2 = "ops_db2"
@@ -105,6 +105,7 @@ def reaches(read, expected, message: str = "value", timeout: float = 30.0):
 
 
 def counters(conn, schema: str, table: str) -> tuple[int, int]:
+    settle_stats(conn)  # PostgreSQL < 15: the collector is asynchronous
     with conn.cursor() as cur:
         cur.execute(
             "SELECT vacuum_count, analyze_count FROM pg_stat_user_tables"

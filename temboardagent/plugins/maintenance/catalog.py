@@ -42,8 +42,8 @@ Decisions (to be documented for users):
 - **Null conventions**: a ``*_size`` is ``pg_size_pretty`` of its
   ``*_bytes``; in aggregates over nothing (a schema without table, index or
   TOAST table) the byte count is 0 and the ``*_size`` null, bloat sums are
-  null when no member has an estimate. ``row_estimate`` is ``reltuples``
-  (-1 when unknown, PostgreSQL >= 14).
+  null when no member has an estimate. ``row_estimate`` is ``reltuples``,
+  -1 when unknown on every version (``sql/reltuples.sql``, ``versions.py``).
 - **GET /maintenance** lists the databases that are not templates (as
   upstream). Those the agent cannot connect to (``datallowconn`` false,
   invalid, connection refused, timeout) keep their ``total_bytes``
@@ -75,6 +75,7 @@ import psycopg2.errors
 import psycopg2.extensions
 
 from ...errors import HTTPError, NotFound
+from . import versions
 
 logger = logging.getLogger(__name__)
 
@@ -130,32 +131,17 @@ def load_sql(name: str, stats: str = "pg_statistic", materialized: bool = True) 
     return _INCLUDE.sub(include, text)
 
 
-#: pg_size_pretty's units: name, limit, half-rounded, bits (PostgreSQL >= 15)
-_UNITS = (("bytes", 10 * 1024, False, 0),) + tuple(
-    (name, 20 * 1024 - 1, True, bits)
-    for name, bits in (("kB", 10), ("MB", 20), ("GB", 30), ("TB", 40), ("PB", 50))
-)
-
-
-def _c_div(value: int, divisor: int) -> int:
-    """Integer division truncating toward zero, as C does."""
-    quotient = abs(value) // divisor
-    return quotient if value >= 0 else -quotient
-
-
-def size_pretty(size: int | float | None) -> str | None:
-    """``pg_size_pretty`` in Python (PostgreSQL >= 15 units), None for None."""
+def size_pretty(size: int | float | None, version: int = 150000) -> str | None:
+    """``pg_size_pretty`` of a server of ``version`` in Python, None for None."""
     if size is None:
         return None
-    size = int(size)
-    for i, (name, limit, rounded, bits) in enumerate(_UNITS):
-        if i == len(_UNITS) - 1 or abs(size) < limit:
-            if rounded:
-                size = _c_div(size + (-1 if size < 0 else 1), 2)
-            return f"{size} {name}"
-        _, _, next_rounded, next_bits = _UNITS[i + 1]
-        size = _c_div(size, 1 << (next_bits - bits - int(next_rounded) + int(rounded)))
-    raise AssertionError("unreachable")  # pragma: no cover
+    return versions.pg_size_pretty(int(size), version)
+
+
+@functools.cache
+def table_stats_query(version: int) -> str:
+    """``sql/table_stats.sql`` for a server: the same columns on every version."""
+    return load_sql("table_stats").replace("{columns}", versions.table_stats_columns(version))
 
 
 def _stats_variant(privileged: bool) -> str:
@@ -248,7 +234,7 @@ def schema(conn: Any, schema_name: str) -> dict[str, Any]:
         total = sum(t["total_bytes"] for t in tables)
         return {
             "indexes": indexes,
-            "size": size_pretty(total) if tables else None,
+            "size": size_pretty(total, conn.server_version) if tables else None,
             "tables": tables,
             "total_bytes": total,
         }
@@ -271,7 +257,8 @@ def table(conn: Any, schema_name: str, table_name: str) -> dict[str, Any]:
         with conn.cursor() as cur:
             for caster in _TEXT_TYPES:
                 psycopg2.extensions.register_type(caster, cur)
-            cur.execute(load_sql("table_stats"), {"relid": ctx["relid"]})
+            query = table_stats_query(conn.server_version)
+            cur.execute(query, {"relid": ctx["relid"]})
             stats = cur.fetchone()
             names = [d.name for d in cur.description]
         if stats is None:
@@ -306,7 +293,11 @@ def _schemas(conn: Any) -> tuple[list[dict], int]:
 def database(conn: Any) -> dict[str, Any]:
     """``GET /maintenance/<db>``: per-schema figures of the connected database."""
     schemas, total = _schemas(conn)
-    return {"schemas": schemas, "total_bytes": total, "total_size": size_pretty(total)}
+    return {
+        "schemas": schemas,
+        "total_bytes": total,
+        "total_size": size_pretty(total, conn.server_version),
+    }
 
 
 def _sum(values: list) -> float | None:
@@ -324,7 +315,7 @@ def database_summary(conn: Any) -> dict[str, Any]:
     for name in ("tables_bloat_bytes", "indexes_bloat_bytes"):
         figures[name] = _sum([s[name] for s in schemas])
     for name in ("tables", "indexes", "toast", "tables_bloat", "indexes_bloat"):
-        figures[f"{name}_size"] = size_pretty(figures[f"{name}_bytes"])
+        figures[f"{name}_size"] = size_pretty(figures[f"{name}_bytes"], conn.server_version)
     return figures
 
 
@@ -372,6 +363,7 @@ def instance(
     with connect(None) as conn, conn.cursor() as cur:
         cur.execute(load_sql("databases"))
         databases = cur.fetchall()
+        version = conn.server_version
 
     def summary(datname: str) -> dict[str, Any] | str:
         try:
@@ -399,10 +391,10 @@ def instance(
             figures, reason = dict.fromkeys(DATABASE_FIGURES), figures
         entry = {"datname": datname, **figures, "reason": reason}
         entry["total_bytes"] = total
-        entry["total_size"] = size_pretty(total)
+        entry["total_size"] = size_pretty(total, version)
         entries.append(dict(sorted(entry.items())))
     total = _sum([e["total_bytes"] for e in entries])
     return {
         "databases": entries,
-        "instance": {"total_bytes": total, "total_size": size_pretty(total)},
+        "instance": {"total_bytes": total, "total_size": size_pretty(total, version)},
     }
