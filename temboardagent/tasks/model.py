@@ -58,6 +58,7 @@ class Task:
     pid: int | None = None
     output: str | None = None
     error: str | None = None
+    attempts: int | None = None  # statement runs so far (lock retries), None before the first
 
     @property
     def pending(self) -> bool:

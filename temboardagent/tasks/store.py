@@ -56,8 +56,12 @@ CREATE INDEX IF NOT EXISTS tasks_finished ON tasks (finished)
     WHERE finished IS NOT NULL;
 """
 
+#: columns added after the first release: (name, SQL type), added at start-up when missing
+ADDED_COLUMNS = (("attempts", "INTEGER"),)  # attempts: runs of a statement (lock retries)
+
 COLUMNS = (
     "id, worker, target, options, start, status, created, started, finished, pid, output, error"
+    ", attempts"
 )
 
 _KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -90,6 +94,7 @@ def _row_to_task(row: Sequence[Any]) -> Task:
         pid=row[9],
         output=row[10],
         error=row[11],
+        attempts=row[12],
     )
 
 
@@ -122,7 +127,16 @@ class TaskStore:
             for statement in SCHEMA.split(";"):
                 if statement.strip():
                     conn.execute(statement)
+            self._add_missing_columns(conn)
             conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+
+    @staticmethod
+    def _add_missing_columns(conn: sqlite3.Connection) -> None:
+        """Migrate a task list of an older agent: add the columns it lacks (NULL)."""
+        present = {row[1] for row in conn.execute("PRAGMA table_info(tasks)")}
+        for name, sql_type in ADDED_COLUMNS:
+            if name not in present:
+                conn.execute(f"ALTER TABLE tasks ADD COLUMN {name} {sql_type}")
 
     # Connections
 
@@ -379,6 +393,11 @@ class TaskStore:
 
     def set_pid(self, task_id: str, pid: int | None) -> None:
         self._execute("UPDATE tasks SET pid = ? WHERE id = ? AND status = 'doing'", (pid, task_id))
+
+    def set_attempts(self, task_id: str, attempts: int) -> None:
+        self._execute(
+            "UPDATE tasks SET attempts = ? WHERE id = ? AND status = 'doing'", (attempts, task_id)
+        )
 
     def set_output(self, task_id: str, output: str | None) -> None:
         self._execute(
