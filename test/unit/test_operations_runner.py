@@ -162,7 +162,12 @@ def test_run_ok():
     assert runner.run(tctx) == "VACUUM t"
     assert tctx.output == "VACUUM t" and tctx.pid == PID
     worker_connect = server.connects[0]
-    assert worker_connect == {"dbname": "db", "pooled": False, "statement_timeout": 0}
+    assert worker_connect == {
+        "dbname": "db",
+        "pooled": False,
+        "statement_timeout": 0,
+        "lock_timeout": 2000,  # operation_lock_timeout's default
+    }
     assert runner._running == {}
 
 
