@@ -25,8 +25,11 @@ ODD_SCHEMA = "Mixed Case"
 ODD_TABLE = 'Odd "Name"'
 ODD_INDEX = 'Odd "Name" idx'
 FINISHED = ("done", "failed", "canceled", "aborted")
-LIST_FIELDS = {"id", "dbname", "schema", "table", "index", "mode", "datetime", "status"}
-HISTORY_FIELDS = LIST_FIELDS | {"sql", "created", "started", "finished", "duration", "error"}
+# "options" and "attempts" are extensions (lock retries, VACUUM options, time limits)
+LIST_FIELDS = {"id", "dbname", "schema", "table", "index", "mode", "datetime", "status", "options"}
+HISTORY_FIELDS = LIST_FIELDS | {
+    "sql", "created", "started", "finished", "duration", "error", "attempts",
+}  # fmt: skip
 
 
 # Helpers
@@ -392,6 +395,7 @@ def test_future_operation_listed_then_runs(ops, pgconn):
             "mode": "freeze",
             "datetime": when,
             "status": "todo",
+            "options": {},
         }
     ]
     pending = op(ops, "vacuum", op_id)
@@ -495,6 +499,7 @@ def test_lists_and_filters(ops):
             "mode": None,
             "datetime": when,
             "status": "todo",
+            "options": {},
         }
         assert items[ids["r_db"]]["schema"] is None and items[ids["r_db"]]["datetime"] == later
 
