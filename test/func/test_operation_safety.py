@@ -303,6 +303,28 @@ def test_reindex_concurrently_lets_writes_go_on(agent, dbs, session, pgconn):
     assert filenode(conn, "public", "written_v") != node
 
 
+def test_reindex_concurrently_timeout_names_invalid_leftover(agent, dbs, session, pgconn):
+    # An old snapshot holds the rebuild in its last phase until the time limit.
+    old = session()
+    old.set_session(isolation_level="REPEATABLE READ")
+    with old.cursor() as cur:
+        cur.execute("SELECT count(*) FROM slow")
+    op_id = schedule(agent, table_path("written", db=DB) + "/reindex", concurrently=True, timeout=3)
+    item = wait_op(agent, "reindex", op_id, timeout=120)
+    old.rollback()
+    assert item["status"] == "failed", item
+    assert item["error"].startswith("timed out after 3 s; invalid indexes left by the"), item
+    with pgconn(DB).cursor() as cur:
+        cur.execute(
+            "SELECT c.relname FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid"
+            " WHERE NOT i.indisvalid AND c.relname LIKE 'written%ccnew%'"
+        )
+        leftovers = [row[0] for row in cur.fetchall()]
+        assert leftovers and all(f'"public"."{name}"' in item["error"] for name in leftovers)
+        for name in leftovers:
+            cur.execute(f"DROP INDEX CONCURRENTLY {q(name)}")
+
+
 @pytest.mark.parametrize(
     "path, name",
     [

@@ -32,6 +32,7 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, Mapping
 
 import psycopg2
+import psycopg2.errors
 from psycopg2 import sql
 
 from ...errors import BadRequest, HTTPError, NotAcceptable, malformed
@@ -374,6 +375,15 @@ class OperationRunner:
             logger.info("Running %s (task %s, %d statement(s)).", text, task.id, len(steps))
             try:
                 self._run_with_lock_retry(tctx, cur, steps, state, started)
+            except OperationCanceled:
+                if is_concurrent_reindex(kind, task):
+                    self._note_invalid_rebuilds(cur, task, "")
+                raise
+            except (OperationError, psycopg2.Error) as exc:
+                if not is_concurrent_reindex(kind, task):
+                    raise
+                message = str(exc) if isinstance(exc, OperationError) else postgres_message(exc)
+                raise OperationError(self._note_invalid_rebuilds(cur, task, message)) from exc
             finally:
                 for notice in getattr(conn, "notices", ())[:20]:
                     # e.g. "WARNING: skipping "t" --- only table or database owner can vacuum it"
@@ -401,13 +411,39 @@ class OperationRunner:
     @staticmethod
     def _reindex_blockers(cur: Any, kind: str, task: Task) -> list[tuple[str, str]]:
         """Indexes a REINDEX CONCURRENTLY of a table or database will skip."""
-        if kind != "reindex" or not task.options.get("concurrently"):
+        if not is_concurrent_reindex(kind, task):
             return []
         target = task.target
         if target.get("index") is not None:
             return []  # PostgreSQL's own error names it
         cur.execute(load_sql("op_reindex_blockers"), reindex_blockers_params(target))
         return [(f"{quote_ident(s)}.{quote_ident(i)}", reason) for s, i, reason in cur.fetchall()]
+
+    @staticmethod
+    def _note_invalid_rebuilds(cur: Any, task: Task, message: str) -> str:
+        """``message``, plus the invalid indexes an interrupted REINDEX CONCURRENTLY left.
+
+        PostgreSQL keeps them (``<index>_ccnew``): they slow down writes until
+        dropped. They are named in the error (and the log), never dropped
+        automatically.
+        """
+        target = task.target
+        table = target.get("table") or target.get("index_table")
+        params = {"schema": target.get("schema") if table else None, "table": table}
+        try:
+            cur.execute(load_sql("op_invalid_rebuilds"), params)
+            rows = cur.fetchall()
+        except psycopg2.Error:  # connection lost: nothing more to say
+            return message
+        if not rows:
+            return message
+        names = ", ".join(f"{quote_ident(s)}.{quote_ident(i)}" for s, i in rows)
+        note = (
+            f"invalid indexes left by the interrupted rebuild: {names}"
+            " (drop them with DROP INDEX CONCURRENTLY)."
+        )
+        logger.warning("Task %s: %s", task.id, note)
+        return f"{message}; {note}" if message else note
 
     def _run_with_lock_retry(
         self,
@@ -441,6 +477,12 @@ class OperationRunner:
                 state.executing = True
             try:
                 cur.execute(step.statement)
+            except (psycopg2.errors.UndefinedTable, psycopg2.errors.InvalidSchemaName):
+                if step.table is None:
+                    raise
+                # Dropped since the list was read: PostgreSQL's database-wide
+                # command skips it too.
+                logger.info("Task %s: %s is gone, skipped.", task.id, step.relation)
             finally:
                 with state.lock:
                     state.executing = False
@@ -454,8 +496,10 @@ class OperationRunner:
         )
         try:
             retry.run(steps, execute)
-        except (TimedOut, Canceled) as exc:
+        except TimedOut as exc:
             raise OperationError(str(exc)) from exc
+        except Canceled as exc:
+            raise OperationCanceled(str(exc)) from exc
         except LockWaitExpired as exc:
             raise OperationError(self._lock_message(cur, task, exc)) from exc
 
@@ -473,8 +517,9 @@ class OperationRunner:
                     load_sql("op_lock_holders"), {**modes, "schema": schema, "table": table}
                 )
                 rows = cur.fetchall()
-                holders = describe_holders(rows) if rows else "none any more"
-                return f"Lock not available {wait}; held by: {holders}."
+                if not rows:
+                    return f"Lock not available {wait}; its holders have ended since."
+                return f"Lock not available {wait}; held by: {describe_holders(rows)}."
             names = []
             for step in exc.steps[:20]:
                 params = {**modes, "schema": step.schema, "table": step.table}
@@ -580,6 +625,11 @@ def register_workers(
             target=runner.cancel_orphans, args=(orphans,), name="maintenance-orphans", daemon=True
         ).start()
     return runner
+
+
+def is_concurrent_reindex(kind: str, task: Task) -> bool:
+    """A REINDEX ... CONCURRENTLY operation."""
+    return kind == "reindex" and bool(task.options.get("concurrently"))
 
 
 def reindex_blockers_params(target: Mapping[str, Any]) -> dict[str, Any]:
