@@ -364,24 +364,54 @@ def test_database_reindex_concurrently_names_skipped_indexes(agent, dbs, pgconn)
 # 3. VACUUM options
 
 
+def server_version(pgconn) -> int:
+    return pgconn().server_version
+
+
 def test_vacuum_options(agent, dbs, pgconn):
-    body = {
-        "mode": "freeze",
-        "skip_locked": True,
-        "index_cleanup": "off",
-        "truncate": False,
-        "parallel": 2,
-        "process_toast": False,
-    }
+    version = server_version(pgconn)
+    body = {"mode": "freeze", "skip_locked": True, "index_cleanup": "off", "truncate": False}
+    expected = "FREEZE, SKIP_LOCKED, INDEX_CLEANUP OFF"
+    if version >= 140000:
+        body["process_toast"] = False
+        expected += ", PROCESS_TOAST FALSE"
+    expected += ", TRUNCATE FALSE"
+    if version >= 130000:
+        body["parallel"] = 2
+        expected += ", PARALLEL 2"
     op_id = schedule(agent, table_path("opts", db=DB) + "/vacuum", **body)
     item = wait_op(agent, "vacuum", op_id)
     assert item["status"] == "done", item
-    assert item["sql"] == (
-        "VACUUM (FREEZE, SKIP_LOCKED, INDEX_CLEANUP OFF, PROCESS_TOAST FALSE, TRUNCATE FALSE,"
-        ' PARALLEL 2) "public"."opts"'
-    )
+    assert item["sql"] == f'VACUUM ({expected}) "public"."opts"'
     assert item["mode"] == "freeze"
     assert item["options"] == {k: v for k, v in body.items() if k != "mode"}
+
+
+@pytest.mark.parametrize(
+    "body, minimum, message",
+    [
+        ({"parallel": 2}, 130000, "Parameter 'parallel' is not supported by PostgreSQL {}."),
+        (
+            {"process_toast": True},
+            140000,
+            "Parameter 'process_toast' is not supported by PostgreSQL {}.",
+        ),
+        (
+            {"index_cleanup": "auto"},
+            140000,
+            "Parameter 'index_cleanup' value 'auto' is not supported by PostgreSQL {}.",
+        ),
+    ],
+)
+def test_options_newer_than_the_server(agent, dbs, pgconn, body, minimum, message):
+    version = server_version(pgconn)
+    resp = agent.post(table_path("opts", db=DB) + "/vacuum", json=body)
+    if version >= minimum:
+        assert resp.status_code == 200, resp.text
+        assert wait_op(agent, "vacuum", resp.json()["id"])["status"] == "done"
+    else:
+        assert resp.status_code == 406, resp.text
+        assert resp.json() == {"error": message.format(version // 10000)}
 
 
 def test_options_take_part_in_duplicates(agent, dbs):
