@@ -508,7 +508,8 @@ class OperationRunner:
         kind = kind_of(task.worker) or ""
         modes = conflicting_modes(kind, task.options)
         target = task.target
-        wait = f"within {self.settings.operation_lock_wait} s ({exc.attempts} attempts)"
+        tries = f"{exc.attempts} attempt{'s' if exc.attempts > 1 else ''}"
+        wait = f"within {self.settings.operation_lock_wait} s ({tries})"
         try:
             if exc.steps[0].relation is None:  # one statement on the target
                 table = target.get("table") or target.get("index_table")
