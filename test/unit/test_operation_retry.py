@@ -181,7 +181,9 @@ def test_database_vacuum_runs_per_relation_and_names_skipped():
     tctx = TaskCtx(task(make_target("db"), options={"mode": "analyze"}))
     with pytest.raises(OperationError) as info:
         runner(backend).run(tctx)
+    # One statement for the batch; its lock did not come: each relation on its own.
     assert backend.executed == [
+        'VACUUM (ANALYZE) "public"."a", "public"."busy", "public"."z"',
         'VACUUM (ANALYZE) "public"."a"',
         'VACUUM (ANALYZE) "public"."busy"',
         'VACUUM (ANALYZE) "public"."z"',
@@ -199,3 +201,29 @@ def test_timeout_sets_statement_timeout():
     runner(backend).run(tctx)
     ms = int(backend.params[0]["ms"])
     assert 0 < ms <= 30000
+
+
+def test_relations_are_batched(monkeypatch):
+    monkeypatch.setattr(operations, "RELATIONS_PER_STATEMENT", 2)
+    backend = Backend(relations=[("s", "a"), ("s", "b"), ("s", "c")])
+    tctx = TaskCtx(task(make_target("db"), worker="maintenance.analyze", options={}))
+    assert runner(backend).run(tctx) == "ANALYZE"
+    assert backend.executed == ['ANALYZE "s"."a", "s"."b"', 'ANALYZE "s"."c"']
+
+
+def test_vanished_relation_is_skipped(monkeypatch):
+    # A table dropped after the list was read fails its batch; alone it is skipped,
+    # as PostgreSQL's database-wide VACUUM skips it.
+    backend = Backend(relations=[("s", "a"), ("s", "gone"), ("s", "c")])
+    original = Cursor.execute
+
+    def execute(self, query, params=None):
+        if isinstance(query, sql.Composable) and '"gone"' in query.as_string(None):
+            self.backend.executed.append(query.as_string(None))
+            raise psycopg2.errors.UndefinedTable('relation "s.gone" does not exist')
+        return original(self, query, params)
+
+    monkeypatch.setattr(Cursor, "execute", execute)
+    tctx = TaskCtx(task(make_target("db"), options={"mode": ""}))
+    assert runner(backend).run(tctx) == "VACUUM"
+    assert backend.executed[1:] == ['VACUUM "s"."a"', 'VACUUM "s"."gone"', 'VACUUM "s"."c"']

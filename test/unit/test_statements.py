@@ -22,6 +22,7 @@ from temboardagent.plugins.maintenance.operations import make_target
 from temboardagent.plugins.maintenance.settings import MaintenanceSettings
 from temboardagent.plugins.maintenance.statements import (
     OptionError,
+    build_relations_statement,
     build_statement,
     check_supported,
     extension_options,
@@ -393,3 +394,37 @@ def test_describe_holders():
         '"public"."t" (pids 12, 34), "s"."o""dd" (a prepared transaction), '
         '"s"."u" (pid 5 and a prepared transaction)'
     )
+
+
+def test_batch_split_when_its_lock_does_not_come():
+    clock = FakeClock()
+    runs = []
+    busy = {"b"}
+
+    def execute(step, time_left):
+        names = [p.table for p in step.parts] or [step.table]
+        runs.append(names)
+        if busy & set(names):
+            raise psycopg2.errors.LockNotAvailable("lock timeout")
+
+    parts = tuple(Step(f"S {t}", "public", t) for t in ("a", "b", "c"))
+    steps = [Step("S a, b, c", parts=parts), Step("S d", "public", "d")]
+    retry = LockRetry(lock_wait=3, cancel=FakeCancel(clock), clock=clock)
+    with pytest.raises(LockWaitExpired) as info:
+        retry.run(steps, execute)
+    # The batch failed: its relations ran one by one in the same pass, before "d".
+    assert runs[:5] == [["a", "b", "c"], ["a"], ["b"], ["c"], ["d"]]
+    assert all(names == ["b"] for names in runs[5:])
+    assert [step.table for step in info.value.steps] == ["b"]
+
+
+def test_relations_statement():
+    statement = build_relations_statement(
+        "vacuum", {"mode": "analyze", "skip_locked": True}, [("s", "a"), ("p", 'q"r')]
+    )
+    assert render_statement(statement) == 'VACUUM (ANALYZE, SKIP_LOCKED) "s"."a", "p"."q""r"'
+    assert render_statement(build_relations_statement("analyze", {}, [("s", "a")])) == (
+        'ANALYZE "s"."a"'
+    )
+    with pytest.raises(ValueError):
+        build_relations_statement("reindex", {}, [("s", "a")])

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections import deque
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator, Sequence
 
@@ -40,11 +41,17 @@ def pauses(first: float = FIRST_PAUSE, maximum: float = MAX_PAUSE) -> Iterator[f
 @dataclass(frozen=True)
 class Step:
     """One statement of an operation; ``schema.table`` when it processes one relation
-    of a database-wide operation."""
+    of a database-wide operation.
+
+    A batch (one statement over several relations) has its ``parts``: when its lock
+    does not come, or a relation vanished, the parts run one by one at once, so a
+    busy relation holds back no other.
+    """
 
     statement: Any  # psycopg2.sql.Composable
     schema: str | None = None
     table: str | None = None
+    parts: tuple[Step, ...] = ()
 
     @property
     def relation(self) -> str | None:
@@ -120,7 +127,9 @@ class LockRetry:
             attempts += 1
             self.on_attempt(attempts)
             failed: list[Step] = []
-            for step in pending:
+            queue = deque(pending)
+            while queue:
+                step = queue.popleft()
                 if self.cancel.is_set():
                     raise Canceled("Canceled while waiting for a lock.")
                 time_left = self._time_left_ms()
@@ -129,7 +138,14 @@ class LockRetry:
                     execute(step, time_left)
                 except psycopg2.errors.LockNotAvailable:
                     waited += self.clock() - t0
-                    failed.append(step)
+                    if step.parts:
+                        queue.extendleft(reversed(step.parts))
+                    else:
+                        failed.append(step)
+                except (psycopg2.errors.UndefinedTable, psycopg2.errors.InvalidSchemaName):
+                    if not step.parts:
+                        raise
+                    queue.extendleft(reversed(step.parts))  # which one vanished?
                 except psycopg2.errors.QueryCanceled:
                     if (
                         self.deadline is not None

@@ -51,6 +51,7 @@ from .lockwait import (
 from .settings import MaintenanceSettings
 from .statements import (
     OptionError,
+    build_relations_statement,
     build_statement,
     extension_options,
     quote_ident,
@@ -71,6 +72,11 @@ VACUUM_OPTIONS = statements.VACUUM_MODES
 DATETIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
 _DATETIME_RE = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z", re.ASCII)
 _ID_RE = re.compile(r"[0-9a-f]{8}")
+
+#: relations of a database-wide VACUUM or ANALYZE per statement (each is still
+#: processed in its own transaction; the statement's fixed costs, such as VACUUM's
+#: update of datfrozenxid, are paid once per batch)
+RELATIONS_PER_STATEMENT = 50
 
 #: how the cancel hook retries pg_cancel_backend while our statement runs
 CANCEL_INTERVAL = 0.05  # seconds
@@ -402,10 +408,18 @@ class OperationRunner:
         if not runs_per_relation(kind, task.target):
             return [Step(statement)]
         cur.execute(load_sql("op_relations"))
+        relations = cur.fetchall()
         steps = []
-        for schema, table in cur.fetchall():
-            target = dict(task.target, schema=schema, table=table)
-            steps.append(Step(build_statement(kind, target, task.options), schema, table))
+        for start in range(0, len(relations), RELATIONS_PER_STATEMENT):
+            batch = relations[start : start + RELATIONS_PER_STATEMENT]
+            parts = tuple(
+                Step(build_relations_statement(kind, task.options, [rel]), *rel) for rel in batch
+            )
+            if len(parts) == 1:
+                steps.append(parts[0])
+            else:
+                statement = build_relations_statement(kind, task.options, batch)
+                steps.append(Step(statement, parts=parts))
         return steps
 
     @staticmethod

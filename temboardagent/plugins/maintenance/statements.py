@@ -19,7 +19,7 @@ and duplicate detection (which compares the options JSON) is unchanged.
 from __future__ import annotations
 
 import math
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 from psycopg2 import sql
 
@@ -231,6 +231,17 @@ def build_statement(
             [sql.SQL("REINDEX DATABASE "), concurrently, sql.Identifier(target["dbname"])]
         )
     raise ValueError(f"unknown operation kind: {kind!r}")
+
+
+def build_relations_statement(
+    kind: str, options: Mapping[str, Any], relations: Sequence[tuple[str, str]]
+) -> sql.Composed:
+    """One VACUUM or ANALYZE of several ``(schema, table)`` relations (PostgreSQL >= 11)."""
+    if kind not in ("vacuum", "analyze") or not relations:
+        raise ValueError(f"no relation list for {kind!r}")
+    head = build_statement(kind, {"schema": None, "table": None, "index": None}, options)
+    names = sql.SQL(", ").join(qualified(schema, table) for schema, table in relations)
+    return sql.Composed([head, sql.SQL(" "), names])
 
 
 def quote_ident(name: str) -> str:
