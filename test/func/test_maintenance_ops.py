@@ -25,8 +25,11 @@ ODD_SCHEMA = "Mixed Case"
 ODD_TABLE = 'Odd "Name"'
 ODD_INDEX = 'Odd "Name" idx'
 FINISHED = ("done", "failed", "canceled", "aborted")
-# "options" and "attempts" are extensions (lock retries, VACUUM options, time limits)
-LIST_FIELDS = {"id", "dbname", "schema", "table", "index", "mode", "datetime", "status", "options"}
+# "progress", "options" and "attempts" are extensions
+LIST_FIELDS = {
+    "id", "dbname", "schema", "table", "index", "mode", "datetime", "status", "progress",
+    "options",
+}  # fmt: skip
 HISTORY_FIELDS = LIST_FIELDS | {
     "sql", "created", "started", "finished", "duration", "error", "attempts",
 }  # fmt: skip
@@ -395,6 +398,7 @@ def test_future_operation_listed_then_runs(ops, pgconn):
             "mode": "freeze",
             "datetime": when,
             "status": "todo",
+            "progress": None,
             "options": {},
         }
     ]
@@ -499,6 +503,7 @@ def test_lists_and_filters(ops):
             "mode": None,
             "datetime": when,
             "status": "todo",
+            "progress": None,
             "options": {},
         }
         assert items[ids["r_db"]]["schema"] is None and items[ids["r_db"]]["datetime"] == later

@@ -165,6 +165,7 @@ def test_run_ok():
     assert worker_connect == {
         "dbname": "db",
         "pooled": False,
+        "read_only": False,
         "statement_timeout": 0,
         "lock_timeout": 2000,  # operation_lock_timeout's default
     }

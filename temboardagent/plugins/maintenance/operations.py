@@ -10,12 +10,13 @@ An operation is a task of the agent's task manager (``temboardagent.tasks``):
 - options ``{"mode": "<canonical mode>"}`` for VACUUM, ``{}`` otherwise, plus
   the extension options the client asked for (see :mod:`.statements`).
 
-Execution: the worker opens a dedicated connection (not pooled, no statement
-timeout, ``lock_timeout`` = ``operation_lock_timeout``) to the target database,
-stores the exact statement text as the task's output, records its backend pid,
-then runs the statement in autocommit, retrying when its lock did not come (see
-:mod:`.lockwait`). Database-wide VACUUM and ANALYZE run one statement per
-relation. Failures keep PostgreSQL's message as the task error. If PostgreSQL is unreachable when an
+Execution: the worker opens a dedicated connection (not pooled, not read-only,
+no statement timeout, ``lock_timeout`` = ``operation_lock_timeout``, closed when
+the operation ends) to the target database, stores the exact statement text as
+the task's output, records its backend pid, then runs the statement in
+autocommit, retrying when its lock did not come (see :mod:`.lockwait`).
+Database-wide VACUUM and ANALYZE run by batches of relations. Failures keep
+PostgreSQL's message as the task error. If PostgreSQL is unreachable when an
 operation is due, the operation fails at once (``PostgreSQL is unavailable.``):
 it is not retried later, so a maintenance window is never silently shifted.
 """
@@ -348,7 +349,11 @@ class OperationRunner:
             lock_timeout = 0
         try:
             with self.ctx.connect(
-                task.target["dbname"], pooled=False, statement_timeout=0, lock_timeout=lock_timeout
+                task.target["dbname"],
+                pooled=False,
+                read_only=False,
+                statement_timeout=0,
+                lock_timeout=lock_timeout,
             ) as conn:
                 return self._execute(tctx, conn, kind, statement, state, started)
         except HTTPError as exc:  # PostgreSQL down, database dropped...

@@ -13,8 +13,10 @@ from contextlib import contextmanager
 from typing import Any, Iterator
 
 from ...errors import NotFound
+from ...tasks import PENDING
 from .. import PluginContext, Request
-from . import catalog
+from . import advice, catalog
+from .operations import KINDS, worker_name
 from .settings import MaintenanceSettings
 
 
@@ -59,7 +61,25 @@ def register(ctx: PluginContext, settings: MaintenanceSettings) -> None:
         with database(dbname) as conn:
             return catalog.table(conn, schema, table)
 
+    def pending_tasks() -> list:
+        return ctx.tasks.list(workers=[worker_name(kind) for kind in KINDS], statuses=PENDING)
+
+    def get_instance_advice(request: Request) -> dict:
+        items, failed = advice.instance_advice(connect, settings)
+        result = advice.reply(items, pending_tasks())
+        result["unreachable"] = failed
+        return result
+
+    def get_database_advice(request: Request, dbname: str) -> dict:
+        with database(dbname) as conn:
+            items = advice.database_advice(conn, dbname, settings)
+        result = advice.reply(items, pending_tasks())
+        result["unreachable"] = []
+        return result
+
     base = "/maintenance"
+    ctx.add_route("GET", f"{base}/advice", get_instance_advice, key_ok=True)
+    ctx.add_route("GET", f"{base}/<dbname>/advice", get_database_advice, key_ok=True)
     ctx.add_route("GET", base, get_instance, key_ok=True)
     ctx.add_route("GET", f"{base}/<dbname>", get_database, key_ok=True)
     ctx.add_route("GET", f"{base}/<dbname>/schema/<schema>", get_schema, key_ok=True)

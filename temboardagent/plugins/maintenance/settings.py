@@ -3,31 +3,26 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Mapping
 
 from ...errors import ConfigError
 
 logger = logging.getLogger(__name__)
 
-
-OPTIONS = (
-    "statement_timeout",
-    "lock_timeout",
-    "parallel_databases",
-    "operation_lock_timeout",
-    "operation_lock_wait",
-)
-#: options that must be at least 1 (a zero lock_timeout would wait forever)
-POSITIVE = ("parallel_databases", "operation_lock_timeout")
+MIB = 1024 * 1024
 
 
+#: PostgreSQL's timeouts are int milliseconds
 INT_MAX = 2**31 - 1
 
 
 @dataclass(frozen=True)
 class MaintenanceSettings:
-    """Limits that keep the plugin's reads from hurting production."""
+    """Limits that keep the plugin's reads from hurting production, and advice thresholds.
+
+    Every option is a non-negative integer; :data:`MINIMUMS` raises the floor of some.
+    """
 
     statement_timeout: int = 30000  # ms, for read queries
     lock_timeout: int = 500  # ms, for read queries touching relations
@@ -36,22 +31,40 @@ class MaintenanceSettings:
     operation_lock_timeout: int = 2000
     #: s an operation may spend in total waiting for locks (attempts and pauses)
     operation_lock_wait: int = 900
+    # GET .../advice thresholds (see README, "Advice")
+    advice_table_bloat_percent: int = 30
+    advice_table_bloat_bytes: int = 100 * MIB
+    advice_index_bloat_percent: int = 30
+    advice_index_bloat_bytes: int = 10 * MIB
+    advice_unused_index_days: int = 7  # 0: no minimum age of the statistics
+    advice_wraparound_warning: int = 50  # % of autovacuum_(multixact_)freeze_max_age
+    advice_wraparound_critical: int = 80
 
     @classmethod
     def from_section(cls, section: Mapping[str, str]) -> MaintenanceSettings:
+        known = {f.name for f in fields(cls)}
         values = {}
-        for name in OPTIONS:
-            if name not in section:
-                continue
+        for name in sorted(known & set(section)):
             raw = section[name]
             try:
                 value = int(raw)
             except ValueError:
                 raise ConfigError(f"maintenance.{name}: {raw!r} is not an integer") from None
-            if not (1 if name in POSITIVE else 0) <= value <= INT_MAX:
+            if value < MINIMUMS.get(name, 0) or value > MAXIMUMS.get(name, 2**62):
                 raise ConfigError(f"maintenance.{name}: {raw!r} is out of range")
             values[name] = value
-        unknown = set(section) - set(OPTIONS)
-        for name in sorted(unknown):
+        for name in sorted(set(section) - known):
             logger.warning("Ignoring unknown option maintenance.%s.", name)
         return cls(**values)
+
+
+#: operation_lock_timeout 0 would wait forever
+MINIMUMS = {"parallel_databases": 1, "operation_lock_timeout": 1}
+MAXIMUMS = {
+    "operation_lock_timeout": INT_MAX,
+    "operation_lock_wait": INT_MAX,
+    "advice_table_bloat_percent": 100,
+    "advice_index_bloat_percent": 100,
+    "advice_wraparound_warning": 100,
+    "advice_wraparound_critical": 100,
+}
