@@ -424,6 +424,9 @@ PARAMS = {
     "schema": "pg_catalog", "table": "pg_class", "index": "pg_class_oid_index",
     "dbname": "postgres", "nsp": 11, "locked": [1259], "pid": 1, "query": "VACUUM",
     "pids": [1], "oids": [1259], "privileged": True,
+    # operations (lock retries, REINDEX CONCURRENTLY, time limits)
+    "table_modes": ["ShareLock"], "index_modes": ["AccessExclusiveLock"], "database": False,
+    "ms": "1000",
 }  # fmt: skip
 
 

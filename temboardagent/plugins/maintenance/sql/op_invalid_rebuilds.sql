@@ -8,7 +8,7 @@ JOIN pg_catalog.pg_namespace AS n ON n.oid = ic.relnamespace
 JOIN pg_catalog.pg_class AS tc ON tc.oid = i.indrelid
 JOIN pg_catalog.pg_namespace AS tn ON tn.oid = tc.relnamespace
 WHERE NOT i.indisvalid
-    AND ic.relname OPERATOR(pg_catalog.~) '_cc(new|old)[0-9]*$'::pg_catalog.text
+    AND ic.relname ~ '_cc(new|old)[0-9]*$'::pg_catalog.text
     AND (
         %(table)s::pg_catalog.name IS NULL
         OR (tn.nspname = %(schema)s::pg_catalog.name AND tc.relname = %(table)s::pg_catalog.name)

@@ -18,7 +18,7 @@ WHERE l.locktype = 'relation'::pg_catalog.text
          WHERE d.datname = pg_catalog.current_database())
     )
     AND l.mode = ANY (
-        CASE WHEN c.relkind IN ('i'::"char", 'I'::"char")
+        CASE WHEN c.relkind IN ('i'::pg_catalog."char", 'I'::pg_catalog."char")
             THEN %(index_modes)s::pg_catalog.text[]
             ELSE %(table_modes)s::pg_catalog.text[]
         END

@@ -5,7 +5,7 @@
 SELECT n.nspname, c.relname
 FROM pg_catalog.pg_class AS c
 JOIN pg_catalog.pg_namespace AS n ON n.oid = c.relnamespace
-WHERE c.relkind IN ('r'::"char", 'm'::"char", 'p'::"char")
-    AND c.relpersistence <> 't'::"char"
+WHERE c.relkind IN ('r'::pg_catalog."char", 'm'::pg_catalog."char", 'p'::pg_catalog."char")
+    AND c.relpersistence <> 't'::pg_catalog."char"
     AND NOT c.relispartition
 ORDER BY n.nspname, c.relname
