@@ -25,13 +25,12 @@ from psycopg2 import sql
 
 #: VACUUM modes in the order PostgreSQL documents them
 VACUUM_MODES = ("full", "freeze", "analyze")
-BOOL_OPTIONS = ("skip_locked", "truncate", "process_toast")
 INDEX_CLEANUP_VALUES = ("auto", "on", "off")
 #: PostgreSQL's MAX_PARALLEL_WORKER_LIMIT
 MAX_PARALLEL = 1024
 #: statement_timeout is an int of milliseconds
 MAX_TIMEOUT = 2147483
-#: options each kind accepts besides ``mode`` (order = order in the statement)
+#: options each kind accepts besides ``mode`` (other keys of a body are ignored)
 KIND_OPTIONS = {
     "vacuum": ("skip_locked", "index_cleanup", "truncate", "parallel", "process_toast", "timeout"),
     "analyze": ("timeout",),
