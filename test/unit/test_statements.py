@@ -428,3 +428,28 @@ def test_relations_statement():
     )
     with pytest.raises(ValueError):
         build_relations_statement("reindex", {}, [("s", "a")])
+
+
+def test_statement_timeout_a_little_early_is_still_a_timeout():
+    # The server's timer fires on its own clock: a hair before our deadline.
+    clock = FakeClock()
+
+    def execute(step, time_left):
+        clock.now += time_left / 1000 - 0.002
+        raise psycopg2.errors.QueryCanceled("canceling statement due to statement timeout")
+
+    retry = LockRetry(lock_wait=900, cancel=FakeCancel(clock), timeout=0.5, clock=clock)
+    with pytest.raises(TimedOut, match=r"^timed out after 0.5 s$"):
+        retry.run([Step("S")], execute)
+
+
+def test_early_cancel_by_someone_else_is_not_a_timeout():
+    clock = FakeClock()
+
+    def execute(step, time_left):
+        clock.now += 1
+        raise psycopg2.errors.QueryCanceled("canceling statement due to user request")
+
+    retry = LockRetry(lock_wait=900, cancel=FakeCancel(clock), timeout=60, clock=clock)
+    with pytest.raises(psycopg2.errors.QueryCanceled):
+        retry.run([Step("S")], execute)

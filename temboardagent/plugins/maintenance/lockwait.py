@@ -16,6 +16,7 @@ request ends a pause at once.
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from collections import deque
@@ -28,6 +29,8 @@ from .statements import format_seconds, quote_ident
 
 FIRST_PAUSE = 1.0  # seconds
 MAX_PAUSE = 30.0  # seconds
+#: a statement canceled this close to the operation's deadline timed out
+TIMEOUT_SLACK = 0.1  # seconds
 
 
 def pauses(first: float = FIRST_PAUSE, maximum: float = MAX_PAUSE) -> Iterator[float]:
@@ -112,7 +115,7 @@ class LockRetry:
         left = self.deadline - self.clock()
         if left <= 0:
             raise TimedOut(self.timeout)
-        return max(1, int(left * 1000))
+        return max(1, math.ceil(left * 1000 - 1e-6))
 
     def run(self, steps: Sequence[Step], execute: Execute) -> int:
         """Run every step; return the number of passes (attempts).
@@ -147,10 +150,13 @@ class LockRetry:
                         raise
                     queue.extendleft(reversed(step.parts))  # which one vanished?
                 except psycopg2.errors.QueryCanceled:
+                    # statement_timeout or a pg_cancel_backend: same SQLSTATE, and the
+                    # message is translated. The server's timer and our clock differ
+                    # by a little: a cancel this close to the deadline is the timeout.
                     if (
                         self.deadline is not None
                         and not self.cancel.is_set()
-                        and self.clock() >= self.deadline
+                        and self.clock() >= self.deadline - TIMEOUT_SLACK
                     ):
                         raise TimedOut(self.timeout) from None
                     raise
