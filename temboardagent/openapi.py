@@ -42,7 +42,7 @@ DATETIME_INPUT = {
 }
 TIMEOUT_INPUT = {
     "type": ["number", "null"],
-    "exclusiveMinimum": 0,
+    "minimum": 0.001,
     "maximum": 2147483,
     "description": (
         "extension: time limit in seconds (integer or decimal); past it the statement is "
@@ -377,6 +377,14 @@ SCHEMAS: dict[str, Any] = {
             },
             "process_toast": _nullable("boolean", description="extension, PostgreSQL >= 14"),
             "timeout": TIMEOUT_INPUT,
+        },
+        # PostgreSQL refuses PARALLEL with FULL (406)
+        "not": {
+            "required": ["mode", "parallel"],
+            "properties": {
+                "mode": {"type": "string", "pattern": "full"},
+                "parallel": {"type": "integer"},
+            },
         },
     },
     "OperationRequest": {
