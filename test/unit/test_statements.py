@@ -135,7 +135,7 @@ def test_parse_options_keeps_what_was_asked():
         ("vacuum", {"process_toast": []}, "process_toast"),
         ("vacuum", {"index_cleanup": "Off"}, "index_cleanup"),
         ("vacuum", {"parallel": 1025}, "parallel"),
-        ("vacuum", {"parallel": 2.0}, "parallel"),
+        ("vacuum", {"parallel": 2.5}, "parallel"),
         ("vacuum", {"parallel": False}, "parallel"),
         ("vacuum", {"timeout": float("nan")}, "timeout"),
         ("vacuum", {"timeout": float("inf")}, "timeout"),
@@ -151,6 +151,11 @@ def test_parse_options_malformed(kind, body, name):
         parse_options(kind, body)
     assert str(info.value) == f"Parameter '{name}' is malformed."
     assert info.value.name == name
+
+
+def test_integral_parallel_number_is_an_integer():
+    options = parse_options("vacuum", {"parallel": 489.0})
+    assert options["parallel"] == 489 and isinstance(options["parallel"], int)
 
 
 def test_parallel_not_with_full():

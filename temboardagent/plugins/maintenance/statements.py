@@ -82,6 +82,9 @@ def _parse_bool(name: str, value: Any) -> bool:
 
 
 def _parse_parallel(value: Any) -> int:
+    """0-1024; an integral JSON number such as ``2.0`` is JSON Schema's integer 2."""
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
     if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_PARALLEL:
         raise OptionError("parallel")
     return value
