@@ -20,6 +20,7 @@ setup(
     python_requires=">=3.9",
     packages=find_packages(include=["temboardagent", "temboardagent.*"]),
     package_data={
+        "temboardagent": ["sql/*.sql"],
         "temboardagent.plugins.maintenance": ["sql/*.sql"],
     },
     install_requires=[

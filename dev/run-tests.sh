@@ -5,4 +5,4 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash dev/setup.sh
 .venv/bin/ruff check temboardagent test bench
-exec .venv/bin/pytest --timeout=300 "$@"
+exec .venv/bin/pytest --timeout=300 --durations=20 "$@"

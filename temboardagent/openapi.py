@@ -101,8 +101,17 @@ LOCKED = {
         "the table; sizes then come from pg_class.relpages"
     ),
 }
+BLOAT_METHOD = {
+    "type": "string",
+    "enum": ["estimate", "pgstattuple"],
+    "description": (
+        "extension: how bloat_bytes was obtained: the statistical estimate, or measured "
+        "with the pgstattuple extension (table page with ?bloat=exact)"
+    ),
+}
 INDEX_FIELDS = {
     "bloat_bytes": NUM,
+    "bloat_method": BLOAT_METHOD,
     "bloat_size": STR,
     "def": {"type": ["string", "null"], "description": "null while the table is locked"},
     "idx_tup_fetch": INT,
@@ -121,6 +130,7 @@ INDEX_FIELDS = {
 }
 TABLE_FIELDS = {
     "bloat_bytes": NUM,
+    "bloat_method": BLOAT_METHOD,
     "bloat_size": STR,
     "index_bloat_bytes": NUM,
     "index_bloat_size": STR,
@@ -277,6 +287,31 @@ HISTORY_ITEM = {
     "finished": {"type": ["string", "null"], "pattern": DATETIME["pattern"]},
     "duration": NUM,
     "error": STR,
+    "notices": {
+        "type": "array",
+        "items": {"type": "string"},
+        "maxItems": 100,
+        "description": (
+            "extension: messages PostgreSQL sent while the operation ran (first 100, each cut "
+            'to 1000 characters), e.g. \'WARNING:  skipping "t" --- only table or database owner '
+            "can vacuum it'"
+        ),
+    },
+    "skipped": {
+        "type": "array",
+        "maxItems": 1000,
+        "items": _obj({"relation": {"type": "string"}, "reason": {"type": "string"}}),
+        "description": (
+            "extension: relations PostgreSQL skipped (schema.name when the name is unique in "
+            "the database) with its message. A single table or index skipped fails the "
+            "operation; a database-wide one fails only when a relation the role may process "
+            "was skipped (lock not available), not for those it may not process"
+        ),
+    },
+    "skipped_count": {
+        "type": "integer",
+        "description": "extension: number of skipped relations (skipped keeps the first 1000)",
+    },
 }
 
 SCHEMAS: dict[str, Any] = {
@@ -309,6 +344,24 @@ SCHEMAS: dict[str, Any] = {
             "pg_data": STR,
             "pg_block_size": {"type": "integer"},
             "plugins": {"type": "array", "items": {"type": "string"}},
+            "privileges": _obj(
+                {
+                    "role": {"type": "string", "description": "the agent's PostgreSQL role"},
+                    "superuser": {"type": "boolean"},
+                    "pg_monitor": {"type": "boolean", "description": "uses pg_monitor's rights"},
+                    "pg_maintain": {
+                        "type": "boolean",
+                        "description": "uses pg_maintain's rights (PostgreSQL 17+)",
+                    },
+                    "can_read_statistics": {
+                        "type": "boolean",
+                        "description": (
+                            "reads every table's column statistics (pg_statistic); otherwise "
+                            "bloat is estimated only for tables the role may SELECT"
+                        ),
+                    },
+                },
+            ),
         }
     ),
     "Instance": _obj(
@@ -321,7 +374,19 @@ SCHEMAS: dict[str, Any] = {
             "instance": _obj({"total_bytes": NUM, "total_size": STR}),
         }
     ),
-    "DatabaseSummary": _obj({"datname": {"type": "string"}, **SIZE_FIELDS}),
+    "DatabaseSummary": _obj(
+        {
+            "datname": {"type": "string"},
+            **SIZE_FIELDS,
+            "reason": {
+                "type": ["string", "null"],
+                "description": (
+                    "extension: why the figures are null (database closed to connections, "
+                    "connection refused to the agent's role, unreachable); null otherwise"
+                ),
+            },
+        }
+    ),
     "Database": _obj(
         {
             "schemas": {"type": "array", "items": _ref("SchemaSummary")},
@@ -434,6 +499,10 @@ SCHEMAS["Table"]["properties"].update(STAT_OPTIONAL)
 ERROR_TEXT = {
     "400": "Invalid JSON body.",
     "401": "Invalid session, key or credentials.",
+    "403": (
+        'The agent\'s PostgreSQL role may not do this, e.g. role "x" may not VACUUM public.t '
+        "(owner: y), or may not connect to the database."
+    ),
     "404": "Unknown route or object.",
     "405": "Method not allowed.",
     "406": (
@@ -582,7 +651,7 @@ def operations() -> list[tuple[str, str, dict]]:
     schema = db + "/schema/{schema}"
     table = schema + "/table/{table}"
     index = schema + "/index/{index}"
-    read_errors = ("404", "409", "503")
+    read_errors = ("403", "404", "409", "503")
     ops += [
         _operation("GET", "/maintenance", "Instance and databases sizes", _ref("Instance"),
                    auth="key", errors=("503",)),
@@ -591,7 +660,14 @@ def operations() -> list[tuple[str, str, dict]]:
         _operation("GET", schema, "One schema: tables and indexes", _ref("Schema"), auth="key",
                    errors=read_errors),
         _operation("GET", table, "One table: statistics, sizes, indexes", _ref("Table"),
-                   auth="key", errors=read_errors),
+                   auth="key", errors=("404", "406", "409", "503"), parameters=[
+                       {"name": "bloat", "in": "query", "required": False,
+                        "schema": {"type": "string", "enum": ["estimate", "exact"],
+                                   "default": "estimate"},
+                        "description": (
+                            "exact: measure the table and its btree indexes with the "
+                            "pgstattuple extension (reads them; 409 when it is not installed)")},
+                   ]),
     ]  # fmt: skip
     ops.append(
         _operation(
@@ -609,7 +685,7 @@ def operations() -> list[tuple[str, str, dict]]:
                    _ref("Advice"), auth="key", errors=read_errors),
     ]  # fmt: skip
     scheduled = {"type": "array", "items": _ref("ScheduledOperation")}
-    post_errors = ("404", "406", "409", "503")
+    post_errors = ("403", "404", "406", "409", "503")
     list_errors = ("404", "503")
     history_params = [
         {"name": "db", "in": "query", "required": False, "schema": {"type": "string"},

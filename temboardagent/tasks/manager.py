@@ -100,6 +100,11 @@ class TaskContext:
         self._store.set_output(self.task.id, text)
         self.task = replace(self.task, output=text)
 
+    def set_details(self, details: Mapping[str, Any] | None) -> None:
+        """Record a JSON object on the row (committed), e.g. PostgreSQL's notices."""
+        self._store.set_details(self.task.id, details)
+        self.task = replace(self.task, details=None if details is None else dict(details))
+
 
 @dataclass(frozen=True)
 class WorkerSpec:

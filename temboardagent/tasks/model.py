@@ -58,6 +58,8 @@ class Task:
     pid: int | None = None
     output: str | None = None
     error: str | None = None
+    #: what the worker reported besides its output (JSON object), e.g. notices
+    details: dict[str, Any] | None = None
     attempts: int | None = None  # statement runs so far (lock retries), None before the first
 
     @property

@@ -57,11 +57,12 @@ CREATE INDEX IF NOT EXISTS tasks_finished ON tasks (finished)
 """
 
 #: columns added after the first release: (name, SQL type), added at start-up when missing
-ADDED_COLUMNS = (("attempts", "INTEGER"),)  # attempts: runs of a statement (lock retries)
+#: details: JSON object reported by the worker; attempts: runs of a statement (lock retries)
+ADDED_COLUMNS = (("details", "TEXT"), ("attempts", "INTEGER"))
 
 COLUMNS = (
     "id, worker, target, options, start, status, created, started, finished, pid, output, error"
-    ", attempts"
+    ", details, attempts"
 )
 
 _KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -94,7 +95,8 @@ def _row_to_task(row: Sequence[Any]) -> Task:
         pid=row[9],
         output=row[10],
         error=row[11],
-        attempts=row[12],
+        details=None if row[12] is None else json.loads(row[12]),
+        attempts=row[13],
     )
 
 
@@ -403,6 +405,12 @@ class TaskStore:
         self._execute(
             "UPDATE tasks SET output = ? WHERE id = ? AND status = 'doing'",
             (output, task_id),
+        )
+
+    def set_details(self, task_id: str, details: Mapping[str, Any] | None) -> None:
+        self._execute(
+            "UPDATE tasks SET details = ? WHERE id = ? AND status = 'doing'",
+            (None if details is None else dump_json(details), task_id),
         )
 
     def finish(

@@ -281,6 +281,20 @@ def test_healthy_freshly_vacuumed_database_has_no_advice(agent, pg):
             " INSERT INTO accounts SELECT g, 'n' || g FROM generate_series(1, 5000) g",
             dbname=HEALTHY,
         )
+        # The INSERT's counts reach pg_stat when its backend exits, a moment after
+        # the connection closed: a VACUUM ANALYZE before that would be undone.
+        wait_for(
+            lambda: (
+                run_sql(
+                    pg,
+                    "SELECT n_tup_ins FROM pg_catalog.pg_stat_user_tables"
+                    " WHERE relname = 'accounts'",
+                    dbname=HEALTHY,
+                )
+                == [(5000,)]
+            ),
+            message="the INSERT in pg_stat_user_tables",
+        )
         run_sql(pg, "VACUUM ANALYZE", dbname=HEALTHY)
         last = []
 

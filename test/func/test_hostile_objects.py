@@ -313,6 +313,36 @@ def test_operation_with_every_trap(hpg, hagent, appdb):
     assert not is_superuser(hpg)
 
 
+@pytest.mark.parametrize(
+    "kind, path, body",
+    [
+        ("vacuum", PATHS["table"], {"mode": "full,analyze"}),
+        ("analyze", PATHS["database"], {}),
+        ("reindex", PATHS["table"], {}),
+        ("reindex", PATHS["database"], {}),
+    ],
+)
+def test_index_expression_runs_as_its_owner(hpg, hagent, appdb, kind, path, body):
+    """PostgreSQL runs index expressions of maintenance as the table owner.
+
+    The agent relies on it (CVE-2022-1552, fixed in the minor releases of
+    May 2022): a VACUUM FULL, ANALYZE or REINDEX of mallory's table never runs
+    her function as a superuser. (An index function must be immutable, so it
+    could not run ALTER ROLE anyway: it fails the operation instead.)
+    """
+    mallory_sql(
+        hpg,
+        "CREATE FUNCTION public.idx_trap(int) RETURNS int LANGUAGE plpgsql IMMUTABLE AS $$"
+        " BEGIN IF (SELECT r.rolsuper FROM pg_catalog.pg_roles r"
+        "           WHERE r.rolname = CURRENT_USER) THEN"
+        " RAISE EXCEPTION 'idx_trap ran as %', CURRENT_USER; END IF; RETURN $1; END $$;"
+        "CREATE INDEX bait_trap ON public.bait (public.idx_trap(i));",
+    )
+    item = run_op(hagent, path, kind, **body)
+    assert item["status"] == "done", item["error"]
+    assert not is_superuser(hpg)
+
+
 # The agent's default database: lookups, cancel, orphan recovery
 
 
@@ -424,6 +454,7 @@ PARAMS = {
     "schema": "pg_catalog", "table": "pg_class", "index": "pg_class_oid_index",
     "dbname": "postgres", "nsp": 11, "locked": [1259], "pid": 1, "query": "VACUUM",
     "pids": [1], "oids": [1259], "privileged": True,
+    "relname": "pg_class", "partitions": True, "maintain": False, "names": ["pg_class"],
     # operations (lock retries, REINDEX CONCURRENTLY, time limits)
     "table_modes": ["ShareLock"], "index_modes": ["AccessExclusiveLock"], "database": False,
     "ms": "1000",

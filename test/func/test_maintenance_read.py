@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import re
 import threading
-import time
 from contextlib import contextmanager
 from urllib.parse import quote
 
@@ -14,6 +13,8 @@ import pytest
 
 from temboardagent.errors import NotFound
 from temboardagent.plugins.maintenance import catalog
+
+from .helpers import HANG, finishes, wait_for
 
 DB = "mread_db"
 CLOSED_DB = "mread_closed"
@@ -197,7 +198,7 @@ SPEC_TABLE = {
     "vacuum_count": int,
 }
 #: fields added to the spec (documented extensions)
-ADDED = {"locked"}
+ADDED = {"locked", "bloat_method"}
 TIMESTAMPS = {"last_analyze", "last_autoanalyze", "last_autovacuum", "last_vacuum"}
 
 
@@ -221,7 +222,16 @@ def check_types(item: dict, spec: dict, added: set = ADDED, nullable: set = froz
         else:
             assert type(value) is expected, (key, value, expected)
     for key in added:
-        assert type(item[key]) is bool
+        if key == "bloat_method":
+            assert item[key] in ("estimate", "pgstattuple"), item[key]
+        else:
+            assert type(item[key]) is bool
+
+
+def without_reason(entry: dict) -> dict:
+    """A GET /maintenance entry without its ``reason`` extension (null or a text)."""
+    assert entry["reason"] is None or type(entry["reason"]) is str, entry
+    return {k: v for k, v in entry.items() if k != "reason"}
 
 
 def connect(pg, dbname: str = DB, user: str | None = None, **options):
@@ -661,14 +671,18 @@ def test_locked_table_does_not_block(conn, other, statement):
     query_none(holder, "BEGIN")
     query_none(holder, statement)
     try:
-        started = time.monotonic()
-        result = catalog.schema(conn, "public")
-        database = catalog.database(conn)
-        page = catalog.table(conn, "public", "city")
-        elapsed = time.monotonic() - started
+        # Reads skip the locked objects instead of queueing behind the lock:
+        # they return while it is held (the deadline only catches a hang).
+        result, database, page = finishes(
+            lambda: (
+                catalog.schema(conn, "public"),
+                catalog.database(conn),
+                catalog.table(conn, "public", "city"),
+            ),
+            message="reads while the table is locked",
+        )
     finally:
         query_none(holder, "ROLLBACK")
-    assert elapsed < 2.0
     tables = by_name(result["tables"])
     assert tables["city"]["locked"] is True
     assert tables["country"]["locked"] is False
@@ -703,19 +717,18 @@ def test_awaited_lock_does_not_block(conn, other):
     thread = threading.Thread(target=lock)
     thread.start()
     try:
-        deadline = time.monotonic() + 5
-        while not query(
-            conn, "SELECT 1 FROM pg_locks WHERE pid = %s AND NOT granted", (waiter_pid,)
-        ):
-            assert time.monotonic() < deadline, "the LOCK did not queue"
-            time.sleep(0.01)
-        started = time.monotonic()
-        result = catalog.schema(conn, "public")
-        elapsed = time.monotonic() - started
+        wait_for(
+            lambda: query(
+                conn, "SELECT 1 FROM pg_locks WHERE pid = %s AND NOT granted", (waiter_pid,)
+            ),
+            message="the LOCK to queue",
+        )
+        result = finishes(
+            lambda: catalog.schema(conn, "public"), message="a read behind the queued LOCK"
+        )
     finally:
         query_none(reader, "ROLLBACK")
-        thread.join(10)
-    assert elapsed < 2.0
+        thread.join(HANG)
     assert by_name(result["tables"])["country"]["locked"] is True
 
 
@@ -734,14 +747,11 @@ def test_lock_taken_between_queries_is_retried(conn, other):
 
     catalog._main_sql = lock_then_query
     try:
-        started = time.monotonic()
-        result = catalog.schema(conn, "s2")
-        elapsed = time.monotonic() - started
+        result = finishes(lambda: catalog.schema(conn, "s2"), message="the retried read")
     finally:
         catalog._main_sql = main_sql
         query_none(holder, "ROLLBACK")
-    assert len(calls) == 2  # the first attempt hit lock_timeout (500 ms)
-    assert 0.5 <= elapsed < 2.0
+    assert len(calls) == 2  # the first attempt hit lock_timeout, the retry skipped the lock
     assert result["tables"][0]["locked"] is True
 
 
@@ -829,13 +839,14 @@ def test_instance(pg, db):
         admin.close()
     assert set(entries) == names
     assert [e["datname"] for e in result["databases"]] == sorted(entries)
-    check_types(entries[DB], SPEC_DATABASE_ENTRY, added=set())
-    check_types(entries["postgres"], SPEC_DATABASE_ENTRY, added=set(), nullable={
+    check_types(without_reason(entries[DB]), SPEC_DATABASE_ENTRY, added=set())
+    check_types(without_reason(entries["postgres"]), SPEC_DATABASE_ENTRY, added=set(), nullable={
         "indexes_bloat_bytes", "indexes_bloat_size", "tables_bloat_bytes", "tables_bloat_size",
     })  # fmt: skip
     # not accepting connections: its size, no figures
     for name in (CLOSED_DB,):
-        entry = entries[name]
+        assert entries[name]["reason"] == catalog.NOT_CONNECTABLE
+        entry = without_reason(entries[name])
         assert set(entry) == set(SPEC_DATABASE_ENTRY)
         assert entry["total_bytes"] == sizes[name]
         assert entry["total_size"] == catalog.size_pretty(sizes[name])
@@ -867,6 +878,7 @@ def test_instance_survives_refused_database(pg, db):
         admin.close()
     entries = {e["datname"]: e for e in result["databases"]}
     assert entries[DB]["n_tables"] is None and entries[DB]["total_bytes"] is None
+    assert "permission denied for database" in entries[DB]["reason"]
     assert type(entries["postgres"]["n_tables"]) is float
 
 
@@ -882,7 +894,7 @@ def test_http_pages(agent, db):
     assert resp.status_code == 200, resp.text
     data = resp.json()
     entries = {e["datname"]: e for e in data["databases"]}
-    check_types(entries[DB], SPEC_DATABASE_ENTRY, added=set())
+    check_types(without_reason(entries[DB]), SPEC_DATABASE_ENTRY, added=set())
     check_types(data["instance"], SPEC_INSTANCE, added=set())
     assert "template0" not in entries and "template1" not in entries  # as upstream
 
@@ -995,16 +1007,12 @@ def test_http_locked_table(agent, pg, db, other):
     query_none(holder, "BEGIN")
     query_none(holder, "LOCK TABLE public.city IN ACCESS EXCLUSIVE MODE")
     try:
-        started = time.monotonic()
-        resp = agent.get(path(DB, "schema", "public"), timeout=10)
-        schema_time = time.monotonic() - started
-        db_resp = agent.get(path(DB), timeout=10)
-        instance_resp = agent.get(path(), timeout=10)
-        elapsed = time.monotonic() - started
+        # Answered while the lock is held (the client timeout only catches a hang).
+        resp = agent.get(path(DB, "schema", "public"), timeout=HANG)
+        db_resp = agent.get(path(DB), timeout=HANG)
+        instance_resp = agent.get(path(), timeout=HANG)
     finally:
         query_none(holder, "ROLLBACK")
     assert resp.status_code == 200, resp.text
-    assert schema_time < 3.0
     assert db_resp.status_code == 200 and instance_resp.status_code == 200
-    assert elapsed < 6.0
     assert by_name(resp.json()["tables"])["city"]["locked"] is True

@@ -59,6 +59,8 @@ class Cursor:
             )
         elif query == load_sql("op_statement_timeout"):
             backend.params.append(params)
+        elif isinstance(query, str):  # e.g. op_messages
+            self.rows = []
         else:
             text = query.as_string(None)
             backend.executed.append(text)

@@ -48,7 +48,10 @@ Decisions (to be documented for users):
   upstream). Those the agent cannot connect to (``datallowconn`` false,
   invalid, connection refused, timeout) keep their ``total_bytes``
   (``pg_database_size``, null if the role may not read it) and have null
-  figures otherwise. The instance ``total_bytes`` sums the listed databases.
+  figures otherwise, and a ``reason`` (null for the others): not accepting
+  connections, or the error, e.g. ``PostgreSQL refused: permission denied for
+  database "d"`` for a role without CONNECT. The instance ``total_bytes`` sums
+  the listed databases.
   Databases are queried concurrently, at most ``parallel_databases`` at once,
   each over a connection closed after use (a scan keeps no connection that
   would make ``DROP DATABASE`` fail).
@@ -340,24 +343,43 @@ def is_template(conn: Any, dbname: str) -> bool:
     return bool(row[0])
 
 
-def instance(connect: Connect, parallel_databases: int = 4) -> dict[str, Any]:
+#: ``reason`` of a database closed to connections (``datallowconn`` false, invalid)
+NOT_CONNECTABLE = "The database does not accept connections."
+
+
+def unreachable_reason(exc: Exception) -> str:
+    """Why a database could not be read, for its ``reason`` in GET /maintenance."""
+    if isinstance(exc, HTTPError):
+        return exc.message
+    diag = getattr(exc, "diag", None)
+    primary = getattr(diag, "message_primary", None)
+    if primary:
+        return primary
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def instance(
+    connect: Connect, parallel_databases: int = 4, default_dbname: str | None = None
+) -> dict[str, Any]:
     """``GET /maintenance``: the databases but templates, and their total size.
 
     Databases are queried concurrently, at most ``parallel_databases`` at
-    once, each over a connection closed after use; one that cannot be reached
-    gets null figures instead of failing the whole call.
+    once, each over a connection closed after use but ``default_dbname``'s
+    (the agent's own, pooled); one that cannot be reached gets null figures
+    and a ``reason`` instead of failing the whole call.
     """
     with connect(None) as conn, conn.cursor() as cur:
         cur.execute(load_sql("databases"))
         databases = cur.fetchall()
 
-    def summary(datname: str) -> dict[str, Any] | None:
+    def summary(datname: str) -> dict[str, Any] | str:
         try:
-            with connect(datname, pooled=False) as conn:
+            with connect(datname, pooled=datname == default_dbname) as conn:
                 return database_summary(conn)
         except (HTTPError, psycopg2.Error) as exc:
             logger.warning("Cannot read database %s: %s", datname, exc)
-            return None
+            return unreachable_reason(exc)
 
     # largest first: the slowest database starts at once (longest job first)
     names = [
@@ -371,8 +393,11 @@ def instance(connect: Connect, parallel_databases: int = 4) -> dict[str, Any]:
 
     entries = []
     for datname, _, total in databases:
-        figures = summaries.get(datname) or dict.fromkeys(DATABASE_FIGURES)
-        entry = {"datname": datname, **figures}
+        figures = summaries.get(datname, NOT_CONNECTABLE)
+        reason = None
+        if isinstance(figures, str):
+            figures, reason = dict.fromkeys(DATABASE_FIGURES), figures
+        entry = {"datname": datname, **figures, "reason": reason}
         entry["total_bytes"] = total
         entry["total_size"] = size_pretty(total)
         entries.append(dict(sorted(entry.items())))

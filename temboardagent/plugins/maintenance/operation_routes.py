@@ -17,6 +17,7 @@ Choices the spec leaves open:
   duplicates (they queue behind each other).
 - The target must exist when the operation is scheduled (404 naming the missing
   database, schema, table or index); PostgreSQL down at that moment -> 503.
+- The agent's role must be allowed to run it (403 otherwise, see ``privileges``).
 - Cancel of a finished operation (done, failed, canceled, aborted) -> 409.
 - Extension options (``skip_locked``... ``concurrently``, ``timeout``): a bad
   value -> 406 ``Parameter 'X' is malformed.``, an option the server's version
@@ -35,7 +36,7 @@ from typing import Any, Callable
 from ...errors import Conflict, NotFound, malformed
 from ...tasks import PENDING, STATUSES, TaskExists, TaskFinished, TaskNotFound
 from .. import PluginContext, Request
-from . import progress, targets
+from . import privileges, progress, targets
 from .operations import (
     KINDS,
     check_supported,
@@ -115,6 +116,7 @@ class OperationRoutes:
             check_supported(options, targets.server_version(self.ctx, self.settings))
         if kind == "reindex" and options.get("concurrently") and (table or index) is not None:
             self._check_concurrent_reindex(target)
+        privileges.check(self.ctx, self.settings, kind, target)
         try:
             task = self.ctx.tasks.schedule(
                 worker_name(kind),

@@ -16,9 +16,11 @@ the operation ends) to the target database, stores the exact statement text as
 the task's output, records its backend pid, then runs the statement in
 autocommit, retrying when its lock did not come (see :mod:`.lockwait`).
 Database-wide VACUUM and ANALYZE run by batches of relations. Failures keep
-PostgreSQL's message as the task error. If PostgreSQL is unreachable when an
-operation is due, the operation fails at once (``PostgreSQL is unavailable.``):
-it is not retried later, so a maintenance window is never silently shifted.
+PostgreSQL's message as the task error. The notices PostgreSQL sends are kept
+on the task (``details``) and an operation that skipped what it had to process
+fails (see :mod:`.outcome`). If PostgreSQL is unreachable when an operation is
+due, the operation fails at once (``PostgreSQL is unavailable.``): it is not
+retried later, so a maintenance window is never silently shifted.
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ from psycopg2 import sql
 
 from ...errors import BadRequest, HTTPError, NotAcceptable, malformed
 from .. import PluginContext
-from . import statements
+from . import outcome, privileges, statements
 from .catalog import load_sql
 from .lockwait import (
     Canceled,
@@ -268,6 +270,7 @@ def history_item(task: Task) -> dict[str, Any]:
     duration = None
     if task.started is not None and task.finished is not None:
         duration = round((task.finished - task.started).total_seconds(), 6)
+    details = task.details or {}
     item.update(
         sql=text,
         created=format_optional(task.created),
@@ -276,6 +279,9 @@ def history_item(task: Task) -> dict[str, Any]:
         duration=duration,
         error=task.error if task.status in ("failed", "aborted") else None,
         attempts=task.attempts,
+        notices=details.get("notices", []),
+        skipped=details.get("skipped", []),
+        skipped_count=details.get("skipped_count", 0),
     )
     return item
 
@@ -374,6 +380,7 @@ class OperationRunner:
         text = statement.as_string(conn)
         tctx.set_output(text)
         with conn.cursor() as cur:
+            cur.execute(load_sql("op_messages"))
             cur.execute(load_sql("op_backend_pid"))
             pid = cur.fetchone()[0]
             tctx.set_pid(pid)
@@ -383,6 +390,7 @@ class OperationRunner:
                     raise OperationCanceled("Canceled before start.")
             steps = self._steps(cur, kind, task, statement)
             blockers = self._reindex_blockers(cur, kind, task)
+            collector = conn.notices = outcome.NoticeCollector()
             logger.info("Running %s (task %s, %d statement(s)).", text, task.id, len(steps))
             try:
                 self._run_with_lock_retry(tctx, cur, steps, state, started)
@@ -396,15 +404,16 @@ class OperationRunner:
                 message = str(exc) if isinstance(exc, OperationError) else postgres_message(exc)
                 raise OperationError(self._note_invalid_rebuilds(cur, task, message)) from exc
             finally:
-                for notice in getattr(conn, "notices", ())[:20]:
-                    # e.g. "WARNING: skipping "t" --- only table or database owner can vacuum it"
-                    logger.warning("Task %s: %s", task.id, notice.strip())
-        if blockers:
+                record_notices(tctx, conn, collector)
+        if blockers:  # PostgreSQL skipped them (with a WARNING, maybe translated)
             raise OperationError(
                 "Not rebuilt concurrently: "
                 + ", ".join(f"{name} ({reason})" for name, reason in blockers)
                 + "; rebuild them without concurrently."
             )
+        error = outcome_error(conn, task, collector)
+        if error is not None:
+            raise OperationError(error)
         return text
 
     @staticmethod
@@ -625,6 +634,57 @@ class OperationRunner:
         except (HTTPError, psycopg2.Error) as exc:
             logger.error("Could not cancel backends of interrupted operations: %s", exc)
         return count
+
+
+def is_single(target: Mapping[str, Any]) -> bool:
+    """True for an operation on one table or index, False for a whole database."""
+    return target.get("table") is not None or target.get("index") is not None
+
+
+def outcome_error(conn: Any, task: Task, collector: outcome.NoticeCollector) -> str | None:
+    """The error of an operation PostgreSQL ran without error (None: done).
+
+    Messages not in English cannot be read: for one relation, the role's
+    privileges are then checked here, so a translated permission warning
+    still fails the operation.
+    """
+    single = is_single(task.target)
+    denied = None
+    if single and collector.first_foreign is not None:
+        try:
+            denied = privileges.target_denial(conn, kind_of(task.worker) or "", task.target)
+        except psycopg2.Error as exc:
+            logger.warning("Task %s: cannot check privileges: %s", task.id, exc)
+    return outcome.verdict(collector, single, denied)
+
+
+def record_notices(tctx: TaskContext, conn: Any, collector: outcome.NoticeCollector) -> None:
+    """Keep PostgreSQL's notices and skipped relations on the task (best effort)."""
+    task_id = tctx.task.id
+    for notice in collector.notices[:5]:
+        # e.g. WARNING: skipping "t" --- only table or database owner can vacuum it
+        logger.warning("Task %s: %s", task_id, notice)
+    if collector.notices_count > 5:
+        logger.warning(
+            "Task %s: %d messages from PostgreSQL, %d skipped relation(s).",
+            task_id,
+            collector.notices_count,
+            collector.skipped_count,
+        )
+
+    def qualify(names: list[str]) -> dict[str, str]:
+        try:
+            with conn.cursor() as cur:
+                cur.execute(load_sql("op_skipped_relations"), {"names": names})
+                return {relname: f"{nspname}.{relname}" for relname, nspname in cur.fetchall()}
+        except psycopg2.Error as exc:  # connection lost, canceled...
+            logger.debug("Task %s: cannot qualify skipped relations: %s", task_id, exc)
+            return {}
+
+    try:
+        tctx.set_details(outcome.details(collector, qualify))
+    except Exception:  # never hide the statement's own error
+        logger.exception("Task %s: failed to record PostgreSQL's notices.", task_id)
 
 
 def register_workers(

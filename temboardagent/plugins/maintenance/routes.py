@@ -1,9 +1,10 @@
 """HTTP handlers of the maintenance read side (sizes, bloat, statistics).
 
-Each handler opens a connection to the database of the path (read
-``statement_timeout`` and ``lock_timeout`` from the ``[maintenance]`` section;
-not pooled for a template, whose connected sessions make ``CREATE DATABASE``
-fail) and returns what one :mod:`.catalog` function builds. All accept the
+Each handler opens a read-only connection to the database of the path (read
+``statement_timeout`` and ``lock_timeout`` from the ``[maintenance]`` section,
+``search_path`` pinned to pg_catalog; not pooled for a template, whose
+connected sessions make ``CREATE DATABASE`` fail) and returns what one
+:mod:`.catalog` function builds. All accept the
 shared key.
 """
 
@@ -12,10 +13,10 @@ from __future__ import annotations
 from contextlib import contextmanager
 from typing import Any, Iterator
 
-from ...errors import NotFound
+from ...errors import NotFound, malformed
 from ...tasks import PENDING
 from .. import PluginContext, Request
-from . import advice, catalog
+from . import advice, catalog, exact
 from .operations import KINDS, worker_name
 from .settings import MaintenanceSettings
 
@@ -47,7 +48,8 @@ def register(ctx: PluginContext, settings: MaintenanceSettings) -> None:
             raise NotFound(f"Database '{dbname}' not found.") from None
 
     def get_instance(request: Request) -> dict:
-        return catalog.instance(connect, settings.parallel_databases)
+        default = ctx.agent_config.postgresql.dbname
+        return catalog.instance(connect, settings.parallel_databases, default)
 
     def get_database(request: Request, dbname: str) -> dict:
         with database(dbname) as conn:
@@ -58,8 +60,14 @@ def register(ctx: PluginContext, settings: MaintenanceSettings) -> None:
             return catalog.schema(conn, schema)
 
     def get_table(request: Request, dbname: str, schema: str, table: str) -> dict:
+        mode = request.query.get("bloat", "estimate")
+        if mode not in ("estimate", "exact"):
+            raise malformed("bloat")
         with database(dbname) as conn:
-            return catalog.table(conn, schema, table)
+            result = catalog.table(conn, schema, table)
+            if mode == "exact":
+                exact.measure(conn, dbname, int(result["relid"]), result)
+            return result
 
     def pending_tasks() -> list:
         return ctx.tasks.list(workers=[worker_name(kind) for kind in KINDS], statuses=PENDING)

@@ -4,7 +4,7 @@
 -- %(locked)s: OIDs from locked.sql; their sizes come from pg_class and their
 -- index definitions are not read (pg_get_indexdef would wait for the lock).
 -- %(privileged)s: the role may read pg_statistic (never-analyzed detection).
-WITH cfg AS (
+WITH RECURSIVE cfg AS (
 /*@cfg*/
 ),
 nsp AS (

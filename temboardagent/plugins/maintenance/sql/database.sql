@@ -1,7 +1,7 @@
 -- Per-schema aggregates of the current database: every schema but pg_toast
 -- and the temporary ones, with its tables (relkind r, m, p) and their indexes.
 -- %(locked)s: OIDs from locked.sql, whose sizes are read from pg_class.
-WITH cfg AS (
+WITH RECURSIVE cfg AS (
 /*@cfg*/
 ),
 nsp AS (

@@ -2,7 +2,7 @@
 -- with their indexes: one row per (table, index) ordered by table and index
 -- name, a single row with NULL index columns for a table without index.
 -- %(locked)s: OIDs from locked.sql, whose sizes are read from pg_class.
-WITH cfg AS (
+WITH RECURSIVE cfg AS (
 /*@cfg*/
 ),
 tbl AS (
@@ -42,6 +42,7 @@ SELECT t.oid AS relid,
        pg_catalog.pg_size_pretty(z.bloat_bytes::bigint) AS bloat_size,
        a.index_bloat_bytes,
        pg_catalog.pg_size_pretty(a.index_bloat_bytes::bigint) AS index_bloat_size,
+       'estimate'::pg_catalog.text AS bloat_method,
        t.reltuples AS row_estimate,
        t.locked,
        -- index columns
@@ -62,6 +63,7 @@ SELECT t.oid AS relid,
        am.amname::pg_catalog.text AS type,
        i.bloat_bytes,
        pg_catalog.pg_size_pretty(i.bloat_bytes::bigint) AS bloat_size,
+       'estimate'::pg_catalog.text AS bloat_method,
        i.locked
 FROM tbl t
 JOIN tsz z ON z.oid = t.oid
