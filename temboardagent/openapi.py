@@ -319,7 +319,7 @@ SCHEMAS: dict[str, Any] = {
         {
             "error": {"type": "string"},
             "id": {**OP_ID, "description": "the pending duplicate (409 of a POST)"},
-            "retry_after": {"type": "number", "description": "seconds (429 of /login)"},
+            "retry_after": {"type": "number", "description": "seconds (429)"},
         },
         required=["error"],
         extra=False,
@@ -514,7 +514,7 @@ ERROR_TEXT = {
         "CONCURRENTLY of indexes that cannot be rebuilt concurrently."
     ),
     "413": "Request body too large.",
-    "429": "Too many failed logins; retry later.",
+    "429": "Too many failed logins or invalid keys from this address; retry later.",
     "500": "Internal error.",
     "503": "PostgreSQL is unreachable or a query timed out.",
 }
@@ -541,10 +541,10 @@ KEY_HEADER = {
     "schema": {"type": "string"},
 }
 PARAM_TEXT = {
-    "dbname": "Database name (percent-encoded)",
-    "schema": "Schema name (percent-encoded)",
-    "table": "Table name (percent-encoded)",
-    "index": "Index name (percent-encoded)",
+    "dbname": "Database name, percent-encoded (``/`` as ``%2F``)",
+    "schema": "Schema name, percent-encoded (``/`` as ``%2F``)",
+    "table": "Table name, percent-encoded (``/`` as ``%2F``)",
+    "index": "Index name, percent-encoded (``/`` as ``%2F``)",
     "operation": "Operation id",
 }
 
@@ -589,6 +589,7 @@ def _operation(
         security.append({"session": []})
         codes |= {"401", "406"}
     if auth == "key":
+        codes |= {"429"}  # invalid keys are throttled per address
         params += [KEY_QUERY, KEY_HEADER]
         security += [{"key": []}, {"keyHeader": []}]
     if body is not None:

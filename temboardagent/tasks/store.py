@@ -26,7 +26,7 @@ from .model import FINISHED, ID_RE, PENDING, STATUSES, Task, TaskExists, from_us
 
 logger = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 BUSY_TIMEOUT_MS = 10_000
 
 SCHEMA = """
@@ -57,12 +57,15 @@ CREATE INDEX IF NOT EXISTS tasks_finished ON tasks (finished)
 """
 
 #: columns added after the first release: (name, SQL type), added at start-up when missing
-#: details: JSON object reported by the worker; attempts: runs of a statement (lock retries)
-ADDED_COLUMNS = (("details", "TEXT"), ("attempts", "INTEGER"))
+ADDED_COLUMNS = (
+    ("details", "TEXT"),  # JSON object reported by the worker
+    ("system_identifier", "TEXT"),  # PostgreSQL cluster the task is for (NULL: no check)
+    ("attempts", "INTEGER"),  # runs of the statement so far (lock retries)
+)
 
 COLUMNS = (
     "id, worker, target, options, start, status, created, started, finished, pid, output, error"
-    ", details, attempts"
+    ", details, system_identifier, attempts"
 )
 
 _KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -96,7 +99,8 @@ def _row_to_task(row: Sequence[Any]) -> Task:
         output=row[10],
         error=row[11],
         details=None if row[12] is None else json.loads(row[12]),
-        attempts=row[13],
+        system_identifier=row[13],
+        attempts=row[14],
     )
 
 
@@ -126,11 +130,14 @@ class TaskStore:
         if mode != "wal":
             logger.warning("SQLite refused WAL mode for %s (%s).", self.path, mode)
         with self.transaction() as conn:
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
             for statement in SCHEMA.split(";"):
                 if statement.strip():
                     conn.execute(statement)
             self._add_missing_columns(conn)
-            conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+            # Written at every start, so an unwritable file stops the start here
+            # (a newer agent's file keeps its version).
+            conn.execute(f"PRAGMA user_version={max(version, SCHEMA_VERSION)}")
 
     @staticmethod
     def _add_missing_columns(conn: sqlite3.Connection) -> None:
@@ -295,6 +302,7 @@ class TaskStore:
         start_us: int,
         created_us: int,
         preferred_id: str | None = None,
+        system_identifier: str | None = None,
     ) -> Task:
         """Insert a todo task; TaskExists if an identical one is pending.
 
@@ -313,8 +321,8 @@ class TaskStore:
                 task_id = secrets.token_hex(4)
             conn.execute(
                 "INSERT INTO tasks (id, worker, target, options, start, status, "
-                "created) VALUES (?, ?, ?, ?, ?, 'todo', ?)",
-                (task_id, worker, target, options, start_us, created_us),
+                "created, system_identifier) VALUES (?, ?, ?, ?, ?, 'todo', ?, ?)",
+                (task_id, worker, target, options, start_us, created_us, system_identifier),
             )
         return Task(
             id=task_id,
@@ -324,6 +332,7 @@ class TaskStore:
             start=from_us(start_us),
             status="todo",
             created=from_us(created_us),
+            system_identifier=system_identifier,
         )
 
     @staticmethod

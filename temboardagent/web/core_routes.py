@@ -29,8 +29,8 @@ def register(agent: Agent) -> None:
     def login(request: Request) -> dict:
         username = _credential(request.body, "username")
         password = _credential(request.body, "password")
-        keys = (f"user:{username}", f"addr:{request.remote_addr}")
-        wait = agent.throttle.retry_after(*keys)
+        address = request.remote_addr
+        wait = agent.throttle.admit(username, address)
         if wait > 0:
             wait = math.ceil(wait * 10) / 10  # never "retry in 0.0 s"
             raise TooManyRequests(
@@ -38,9 +38,9 @@ def register(agent: Agent) -> None:
                 retry_after=wait,
             )
         if not agent.users.authenticate(username, password):
-            agent.throttle.failure(*keys)
+            agent.throttle.failure(username, address)
             raise Unauthorized("Invalid username/password.")
-        agent.throttle.success(*keys)
+        agent.throttle.success(username, address)
         return {"session": agent.sessions.create(username)}
 
     def logout(request: Request) -> dict:

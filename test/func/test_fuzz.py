@@ -231,4 +231,6 @@ def test_fuzz_unauthenticated(fuzz_agent, tmp_path):
         statuses[status] += 1
         assert not 200 <= status < 300, f"{method} {path} answered {status} without credentials"
     print(f"statuses of protected routes without credentials: {dict(statuses)}")
-    assert statuses[401] + statuses[406] > 0.8 * sum(statuses.values())
+    # 429: random keys from one address end up throttled (refused unchecked).
+    refused = statuses[401] + statuses[406] + statuses[429]
+    assert refused > 0.8 * sum(statuses.values())

@@ -7,7 +7,7 @@ import pytest
 from temboardagent.auth.gate import Gate
 from temboardagent.auth.passwords import hash_password, legacy_hash, verify_password
 from temboardagent.auth.sessions import SessionStore
-from temboardagent.auth.throttle import MAX_LOCKOUT, LoginThrottle
+from temboardagent.auth.throttle import MAX_LOCKOUT, FailureTable
 from temboardagent.auth.users import UsersFile, parse_users, set_user
 from temboardagent.errors import ConfigError, NotAcceptable, Unauthorized
 
@@ -66,7 +66,7 @@ def test_users_file_errors():
 
 def test_throttle_grows_and_is_bounded():
     now = [1000.0]
-    throttle = LoginThrottle(clock=lambda: now[0])
+    throttle = FailureTable(5, clock=lambda: now[0])
     for _ in range(5):
         assert throttle.retry_after("user:a") == 0
         throttle.failure("user:a")

@@ -546,13 +546,27 @@ def test_cancel_running(make, fake):
         tm.cancel(task.id)
 
 
-def test_cancel_running_that_completes_anyway_is_canceled(make, fake):
+def test_cancel_running_that_completes_anyway_is_done(make, fake):
+    """A cancel that did not interrupt the run (it returned normally) records
+    ``done``: the work was done."""
     tm = make()
-    task = tm.schedule("fake", T(), {"gate": "g", "obey": False, "release_on_cancel": True})
+    opts = {"gate": "g", "obey": False, "release_on_cancel": True, "output": "did it"}
+    task = tm.schedule("fake", T(), opts)
     wait_for(lambda: task.id in fake.started)
     tm.cancel(task.id)
-    wait_for(lambda: status(tm, task.id) == "canceled")
-    assert tm.get(task.id).error is None
+    assert [t.id for t in fake.cancels] == [task.id]  # the cancel hook was called
+    wait_for(lambda: status(tm, task.id) in FINISHED)
+    final = tm.get(task.id)
+    assert (final.status, final.output, final.error) == ("done", "did it", None)
+
+
+def test_cancel_that_interrupts_the_run_is_canceled(make, fake):
+    tm = make()
+    task = tm.schedule("fake", T(), {"gate": "g2"})
+    wait_for(lambda: task.id in fake.started)
+    tm.cancel(task.id)
+    wait_for(lambda: status(tm, task.id) in FINISHED)
+    assert status(tm, task.id) == "canceled"
 
 
 def test_cancel_race_with_scheduler(make, fake):

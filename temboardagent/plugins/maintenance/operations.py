@@ -38,6 +38,7 @@ import psycopg2
 import psycopg2.errors
 from psycopg2 import sql
 
+from ...cluster import check_cluster
 from ...errors import BadRequest, HTTPError, NotAcceptable, malformed
 from .. import PluginContext
 from . import outcome, privileges, statements
@@ -361,6 +362,7 @@ class OperationRunner:
                 statement_timeout=0,
                 lock_timeout=lock_timeout,
             ) as conn:
+                check_cluster(conn, task)  # TaskAborted on another cluster: never run
                 return self._execute(tctx, conn, kind, statement, state, started)
         except HTTPError as exc:  # PostgreSQL down, database dropped...
             raise OperationError(exc.message) from exc
@@ -595,22 +597,25 @@ class OperationRunner:
         except (HTTPError, psycopg2.Error) as exc:
             logger.error("Could not cancel task %s: %s", task.id, exc)
 
-    def find_orphans(self) -> list[Task]:
-        """Operations still ``doing`` before the task manager starts.
+    def recover(self, tasks: list[Task]) -> None:
+        """Recover hook: operations left ``doing`` by a previous agent process.
 
-        Such a task was run by a previous agent process (kill -9, crash) and the
-        task manager marks it ``aborted`` when it starts, but its backend may
-        still be running (or waiting for a lock). Empty once the manager runs.
+        The task manager calls it at start (after the home is locked and the
+        port bound) before it marks them ``aborted``; their backends may still
+        be running (or waiting for a lock). PostgreSQL may be slow or down: the
+        cancel runs in a thread of its own so the start-up does not wait.
         """
-        if getattr(self.ctx.tasks, "started", True):
-            return []
-        tasks = self.ctx.tasks.list(
-            workers=[worker_name(kind) for kind in KINDS], statuses=["doing"]
-        )
-        return [task for task in tasks if task.pid is not None and task.output]
+        orphans = [task for task in tasks if task.pid is not None and task.output]
+        if orphans:
+            threading.Thread(
+                target=self.cancel_orphans,
+                args=(orphans,),
+                name="maintenance-orphans",
+                daemon=True,
+            ).start()
 
     def cancel_orphans(self, orphans: list[Task]) -> int:
-        """Cancel the backends of :meth:`find_orphans` tasks (best effort).
+        """Cancel the backends of orphan operations (best effort).
 
         A backend is canceled only while it runs exactly the task's statement
         over a connection of the agent (same application_name).
@@ -698,12 +703,8 @@ def register_workers(
             runner.run,
             conflict_keys=conflict_keys,
             cancel=runner.cancel,
+            recover=runner.recover,
         )
-    orphans = runner.find_orphans()
-    if orphans:  # PostgreSQL may be slow or down: do not hold the agent's start-up
-        threading.Thread(
-            target=runner.cancel_orphans, args=(orphans,), name="maintenance-orphans", daemon=True
-        ).start()
     return runner
 
 
