@@ -41,6 +41,15 @@ DATETIME_INPUT = {
     "example": "2019-03-22T12:24:39Z",
     "description": "UTC start time YYYY-MM-DDTHH:MM:SSZ; absent or null means now",
 }
+TIMEOUT_INPUT = {
+    "type": ["number", "null"],
+    "minimum": 0.001,
+    "maximum": 2147483,
+    "description": (
+        "extension: time limit in seconds (integer or decimal); past it the statement is "
+        "cancelled and the operation fails with 'timed out after N s'"
+    ),
+}
 #: every mode a VACUUM accepts: comma-joined options without repetition, any order
 VACUUM_MODES = [""] + [
     ",".join(combo)
@@ -173,6 +182,13 @@ LIST_ITEM = {
     "mode": STR,
     "datetime": DATETIME,
     "status": {"type": "string", "enum": STATUSES},
+    "options": {
+        "type": "object",
+        "description": (
+            "extension: the options asked besides mode (skip_locked, index_cleanup, truncate, "
+            "parallel, process_toast, concurrently, timeout); {} for none"
+        ),
+    },
 }
 _COUNT = {"type": ["integer", "null"], "minimum": 0}
 PROGRESS = {
@@ -276,6 +292,13 @@ ADVICE_ITEM = {
 }
 HISTORY_ITEM = {
     **LIST_ITEM,
+    "attempts": {
+        "type": ["integer", "null"],
+        "description": (
+            "extension: times the statement was tried (passes of a database-wide VACUUM or "
+            "ANALYZE); more than 1 after lock retries; null before the first"
+        ),
+    },
     "sql": STR,
     "created": DATETIME,
     "started": {"type": ["string", "null"], "pattern": DATETIME["pattern"]},
@@ -418,12 +441,51 @@ SCHEMAS: dict[str, Any] = {
                 "example": "full,analyze",
             },
             "datetime": DATETIME_INPUT,
+            "skip_locked": _nullable("boolean", description="extension, PostgreSQL >= 12"),
+            "index_cleanup": {
+                "type": ["string", "null"],
+                "enum": ["auto", "on", "off", None],
+                "description": "extension, PostgreSQL >= 12 (auto: >= 14)",
+            },
+            "truncate": _nullable("boolean", description="extension, PostgreSQL >= 12"),
+            "parallel": {
+                "type": ["integer", "null"],
+                "minimum": 0,
+                "maximum": 1024,
+                "description": "extension, PostgreSQL >= 13, not with mode full",
+            },
+            "process_toast": _nullable("boolean", description="extension, PostgreSQL >= 14"),
+            "timeout": TIMEOUT_INPUT,
+        },
+        # PostgreSQL refuses PARALLEL with FULL (406)
+        "not": {
+            "required": ["mode", "parallel"],
+            "properties": {
+                "mode": {"type": "string", "pattern": "full"},
+                "parallel": {"type": "integer"},
+            },
         },
     },
     "OperationRequest": {
         "type": "object",
-        "description": "ANALYZE and REINDEX take no mode (ignored when sent)",
-        "properties": {"datetime": DATETIME_INPUT},
+        "description": "ANALYZE takes no mode (ignored when sent)",
+        "properties": {"datetime": DATETIME_INPUT, "timeout": TIMEOUT_INPUT},
+    },
+    "ReindexRequest": {
+        "type": "object",
+        "description": "REINDEX takes no mode (ignored when sent)",
+        "properties": {
+            "datetime": DATETIME_INPUT,
+            "concurrently": {
+                "type": ["boolean", "null"],
+                "description": (
+                    "extension, PostgreSQL >= 12: REINDEX ... CONCURRENTLY (writes go on); "
+                    "409 when the index or table has indexes that cannot be rebuilt "
+                    "concurrently (system catalogs, exclusion constraints)"
+                ),
+            },
+            "timeout": TIMEOUT_INPUT,
+        },
     },
     "OperationId": _obj({"id": OP_ID}, extra=False),
     "AdviceItem": _obj(ADVICE_ITEM),
@@ -471,8 +533,14 @@ ERROR_TEXT = {
     ),
     "404": "Unknown route or object.",
     "405": "Method not allowed.",
-    "406": "Malformed header or parameter, e.g. Parameter 'X-Session' is malformed.",
-    "409": "Conflict: duplicate pending operation, or operation already finished.",
+    "406": (
+        "Malformed header or parameter, e.g. Parameter 'X-Session' is malformed.; or an "
+        "option the server lacks: Parameter 'parallel' is not supported by PostgreSQL 12."
+    ),
+    "409": (
+        "Conflict: duplicate pending operation, operation already finished, or REINDEX "
+        "CONCURRENTLY of indexes that cannot be rebuilt concurrently."
+    ),
     "413": "Request body too large.",
     "429": "Too many failed logins or invalid keys from this address; retry later.",
     "500": "Internal error.",
@@ -661,7 +729,9 @@ def operations() -> list[tuple[str, str, dict]]:
     ]  # fmt: skip
     for kind in KINDS:
         label = kind.upper()
-        request = _ref("VacuumRequest" if kind == "vacuum" else "OperationRequest")
+        request = _ref(
+            {"vacuum": "VacuumRequest", "reindex": "ReindexRequest"}.get(kind, "OperationRequest")
+        )
         links = _links_to_operation(kind)
         ops += [
             _operation("GET", f"/maintenance/{kind}/scheduled",
@@ -687,7 +757,7 @@ def operations() -> list[tuple[str, str, dict]]:
         ]  # fmt: skip
     ops += [
         _operation("POST", f"{index}/reindex", "REINDEX the index, now or later",
-                   _ref("OperationId"), errors=post_errors, body=_ref("OperationRequest"),
+                   _ref("OperationId"), errors=post_errors, body=_ref("ReindexRequest"),
                    links=_links_to_operation("reindex")),
         _operation("GET", f"{schema}/reindex/scheduled", "REINDEX operations of the schema",
                    scheduled, auth="key", errors=list_errors),

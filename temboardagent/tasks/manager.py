@@ -98,6 +98,11 @@ class TaskContext:
         self._store.set_pid(self.task.id, pid)
         self.task = replace(self.task, pid=pid)
 
+    def set_attempts(self, attempts: int) -> None:
+        """Record how many times the task ran its statement so far (committed)."""
+        self._store.set_attempts(self.task.id, attempts)
+        self.task = replace(self.task, attempts=attempts)
+
     def set_output(self, text: str | None) -> None:
         """Record output text (e.g. the SQL statement) on the row (committed)."""
         self._store.set_output(self.task.id, text)

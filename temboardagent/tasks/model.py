@@ -63,6 +63,7 @@ class Task:
     #: PostgreSQL system identifier of the cluster the task was scheduled for
     #: (None: unknown, no check)
     system_identifier: str | None = None
+    attempts: int | None = None  # statement runs so far (lock retries), None before the first
 
     @property
     def pending(self) -> bool:

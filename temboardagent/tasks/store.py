@@ -60,11 +60,12 @@ CREATE INDEX IF NOT EXISTS tasks_finished ON tasks (finished)
 ADDED_COLUMNS = (
     ("details", "TEXT"),  # JSON object reported by the worker
     ("system_identifier", "TEXT"),  # PostgreSQL cluster the task is for (NULL: no check)
+    ("attempts", "INTEGER"),  # runs of the statement so far (lock retries)
 )
 
 COLUMNS = (
     "id, worker, target, options, start, status, created, started, finished, pid, output, error"
-    ", details, system_identifier"
+    ", details, system_identifier, attempts"
 )
 
 _KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -99,6 +100,7 @@ def _row_to_task(row: Sequence[Any]) -> Task:
         error=row[11],
         details=None if row[12] is None else json.loads(row[12]),
         system_identifier=row[13],
+        attempts=row[14],
     )
 
 
@@ -420,6 +422,11 @@ class TaskStore:
 
     def set_pid(self, task_id: str, pid: int | None) -> None:
         self._execute("UPDATE tasks SET pid = ? WHERE id = ? AND status = 'doing'", (pid, task_id))
+
+    def set_attempts(self, task_id: str, attempts: int) -> None:
+        self._execute(
+            "UPDATE tasks SET attempts = ? WHERE id = ? AND status = 'doing'", (attempts, task_id)
+        )
 
     def set_output(self, task_id: str, output: str | None) -> None:
         self._execute(

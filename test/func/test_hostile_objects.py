@@ -455,6 +455,9 @@ PARAMS = {
     "dbname": "postgres", "nsp": 11, "locked": [1259], "pid": 1, "query": "VACUUM",
     "pids": [1], "oids": [1259], "privileged": True,
     "relname": "pg_class", "partitions": True, "maintain": False, "names": ["pg_class"],
+    # operations (lock retries, REINDEX CONCURRENTLY, time limits)
+    "table_modes": ["ShareLock"], "index_modes": ["AccessExclusiveLock"], "database": False,
+    "ms": "1000",
 }  # fmt: skip
 
 

@@ -27,10 +27,14 @@ ODD_TABLE = 'Odd "Name"'
 ODD_INDEX = 'Odd "Name" idx'
 FINISHED = ("done", "failed", "canceled", "aborted")
 PENDING = ("todo", "queued", "doing")
+# "progress", "options" and "attempts" are extensions
 LIST_FIELDS = {
-    "id", "dbname", "schema", "table", "index", "mode", "datetime", "status", "progress"
+    "id", "dbname", "schema", "table", "index", "mode", "datetime", "status", "progress",
+    "options",
 }  # fmt: skip
-HISTORY_FIELDS = LIST_FIELDS | {"sql", "created", "started", "finished", "duration", "error"}
+HISTORY_FIELDS = LIST_FIELDS | {
+    "sql", "created", "started", "finished", "duration", "error", "attempts",
+}  # fmt: skip
 HISTORY_FIELDS |= {"notices", "skipped", "skipped_count"}  # extensions
 
 
@@ -442,6 +446,7 @@ def test_future_operation_listed_then_runs(ops, pgconn):
             "datetime": when,
             "status": "todo",
             "progress": None,
+            "options": {},
         }
     ]
     pending = op(ops, "vacuum", op_id)
@@ -567,6 +572,7 @@ def test_lists_and_filters(ops):
             "datetime": when,
             "status": "todo",
             "progress": None,
+            "options": {},
         }
         assert items[ids["r_db"]]["schema"] is None and items[ids["r_db"]]["datetime"] == later
 

@@ -24,6 +24,7 @@ from temboardagent.plugins.maintenance.operations import (
     render_statement,
     worker_name,
 )
+from temboardagent.plugins.maintenance.statements import OptionError
 from temboardagent.tasks import Task, conflicts
 
 UTC = timezone.utc
@@ -255,7 +256,8 @@ def test_build_statement(kind, target, options, expected):
 def test_build_statement_rejects_bad_input():
     with pytest.raises(ValueError):
         build_statement("cluster", make_target("db"))
-    with pytest.raises(NotAcceptable):
+    # statement building raises plain errors; the request layer answers 406
+    with pytest.raises(OptionError, match="^Parameter 'mode' is malformed.$"):
         build_statement("vacuum", make_target("db"), {"mode": "verbose"})
 
 
@@ -278,6 +280,7 @@ def test_list_item():
         "schema": "public",
         "status": "todo",
         "table": "country",
+        "options": {},
     }
     reindex = _task(
         make_target("postgres", "public", None, "country_pkey", "country"),
@@ -315,7 +318,7 @@ def test_history_item():
     assert item["error"] == 'relation "s.t" does not exist'
     assert set(item) == {
         "id", "dbname", "schema", "table", "index", "mode", "datetime", "status",
-        "sql", "created", "started", "finished", "duration", "error",
+        "sql", "created", "started", "finished", "duration", "error", "options", "attempts",
         "notices", "skipped", "skipped_count",
     }  # fmt: skip
     assert item["notices"] == [] and item["skipped"] == [] and item["skipped_count"] == 0

@@ -190,6 +190,7 @@ def test_run_ok():
         "pooled": False,
         "read_only": False,
         "statement_timeout": 0,
+        "lock_timeout": 2000,  # operation_lock_timeout's default
     }
     assert runner._running == {}
 

@@ -35,7 +35,7 @@ def test_a_version_1_task_list_gains_details(tmp_path):
         task = store.get("0123abcd")
         assert task.status == "done" and task.output == "x" and task.details is None
         columns = [row[1] for row in store._conn().execute("PRAGMA table_info(tasks)")]
-        assert columns[-2:] == ["details", "system_identifier"]
+        assert columns[-3:] == ["details", "system_identifier", "attempts"]
     finally:
         store.close()
     # Opening it again changes nothing.

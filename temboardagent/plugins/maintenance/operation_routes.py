@@ -11,9 +11,10 @@ Choices the spec leaves open:
 - ``mode`` of a plain VACUUM is ``""`` in lists; ``null`` for ANALYZE and REINDEX.
   ``mode`` is validated and shown in canonical order (``full,freeze,analyze``),
   so ``analyze,full`` duplicates a pending ``full,analyze``.
-- Duplicate = same kind, target, mode and requested time while still pending:
-  409 ``{"error", "id"}``. Immediate operations carry the current time to the
-  microsecond, so they are never duplicates (they queue behind each other).
+- Duplicate = same kind, target, options (mode and extension options) and
+  requested time while still pending: 409 ``{"error", "id"}``. Immediate
+  operations carry the current time to the microsecond, so they are never
+  duplicates (they queue behind each other).
 - The target must exist when the operation is scheduled (404 naming the missing
   database, schema, table or index); PostgreSQL down at that moment -> 503.
 - The agent's role must be allowed to run it (403 otherwise, see ``privileges``).
@@ -21,6 +22,12 @@ Choices the spec leaves open:
   (done, failed, canceled, aborted); duplicates are only looked for among
   pending ones.
 - Cancel of a finished operation (done, failed, canceled, aborted) -> 409.
+- Extension options (``skip_locked``... ``concurrently``, ``timeout``): a bad
+  value -> 406 ``Parameter 'X' is malformed.``, an option the server's version
+  lacks -> 406 ``Parameter 'X' is not supported by PostgreSQL N.``; keys that
+  are not options of the kind are ignored (as ``mode`` of ANALYZE always was).
+- REINDEX CONCURRENTLY of an index or table that has indexes PostgreSQL cannot
+  rebuild concurrently (system catalogs, exclusion constraints) -> 409 naming them.
 - History: ``GET /maintenance/<kind>/history?db=&status=a,b&limit=&offset=``,
   newest first (``limit`` 1-1000, default 100); ``GET /maintenance/<kind>/<id>``.
 """
@@ -36,6 +43,7 @@ from .. import PluginContext, Request
 from . import privileges, progress, targets
 from .operations import (
     KINDS,
+    check_supported,
     history_item,
     is_operation_id,
     list_item,
@@ -43,11 +51,13 @@ from .operations import (
     operation_id,
     parse_body,
     parse_datetime,
-    parse_mode,
+    parse_options,
     pending_filter,
+    reindex_blockers_params,
     worker_name,
 )
 from .settings import MaintenanceSettings
+from .statements import needs_server_check, quote_ident
 
 HISTORY_LIMIT = 100
 HISTORY_MAX_LIMIT = 1000
@@ -96,7 +106,7 @@ class OperationRoutes:
     ) -> dict[str, str]:
         """Validate, check the target exists, persist the task; reply its id."""
         body = parse_body(request.body)
-        options = {"mode": parse_mode(body.get("mode"))} if kind == "vacuum" else {}
+        options = parse_options(kind, body)
         start, start_text = parse_datetime(body.get("datetime"))
         index_table = None
         if index is not None:
@@ -106,6 +116,10 @@ class OperationRoutes:
         else:
             targets.check_database(self.ctx, self.settings, dbname)
         target = make_target(dbname, schema, table, index, index_table)
+        if needs_server_check(options):
+            check_supported(options, targets.server_version(self.ctx, self.settings))
+        if kind == "reindex" and options.get("concurrently") and (table or index) is not None:
+            self._check_concurrent_reindex(target)
         privileges.check(self.ctx, self.settings, kind, target)
         try:
             task = self.ctx.tasks.schedule(
@@ -121,6 +135,17 @@ class OperationRoutes:
                 id=exc.task_id,
             ) from None
         return {"id": task.id}
+
+    def _check_concurrent_reindex(self, target: dict[str, Any]) -> None:
+        """409 when the index or table has indexes PostgreSQL cannot rebuild concurrently."""
+        params = reindex_blockers_params(target)
+        rows = targets.reindex_blockers(self.ctx, self.settings, target["dbname"], params)
+        if rows:
+            names = ", ".join(
+                f"{quote_ident(schema)}.{quote_ident(index)} ({reason})"
+                for schema, index, reason in rows
+            )
+            raise Conflict(f"Cannot reindex concurrently: {names}.")
 
     # GET lists
 

@@ -7,17 +7,20 @@ An operation is a task of the agent's task manager (``temboardagent.tasks``):
   ``"index_table"`` for an index reindex: the index's table, resolved when the
   operation is scheduled, so a table's own operations and the reindex of its
   indexes never run at the same time (see :func:`conflict_keys`);
-- options ``{"mode": "<canonical mode>"}`` for VACUUM, ``{}`` otherwise.
+- options ``{"mode": "<canonical mode>"}`` for VACUUM, ``{}`` otherwise, plus
+  the extension options the client asked for (see :mod:`.statements`).
 
 Execution: the worker opens a dedicated connection (not pooled, not read-only,
-no statement timeout, closed when the operation ends) to the target database,
-stores the exact statement text as the task's output, records its backend pid,
-then runs the statement in autocommit. Failures keep PostgreSQL's message as
-the task error. The notices PostgreSQL sends are kept on the task (``details``)
-and an operation that skipped what it had to process fails (see
-:mod:`.outcome`). If PostgreSQL is unreachable when an operation is due, the
-operation fails at once (``PostgreSQL is unavailable.``): it is not retried
-later, so a maintenance window is never silently shifted.
+no statement timeout, ``lock_timeout`` = ``operation_lock_timeout``, closed when
+the operation ends) to the target database, stores the exact statement text as
+the task's output, records its backend pid, then runs the statement in
+autocommit, retrying when its lock did not come (see :mod:`.lockwait`).
+Database-wide VACUUM and ANALYZE run by batches of relations. Failures keep
+PostgreSQL's message as the task error. The notices PostgreSQL sends are kept
+on the task (``details``) and an operation that skipped what it had to process
+fails (see :mod:`.outcome`). If PostgreSQL is unreachable when an operation is
+due, the operation fails at once (``PostgreSQL is unavailable.``): it is not
+retried later, so a maintenance window is never silently shifted.
 """
 
 from __future__ import annotations
@@ -32,13 +35,34 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, Mapping
 
 import psycopg2
+import psycopg2.errors
 from psycopg2 import sql
 
 from ...cluster import check_cluster
-from ...errors import BadRequest, HTTPError, malformed
+from ...errors import BadRequest, HTTPError, NotAcceptable, malformed
 from .. import PluginContext
-from . import outcome, privileges
+from . import outcome, privileges, statements
 from .catalog import load_sql
+from .lockwait import (
+    Canceled,
+    LockRetry,
+    LockWaitExpired,
+    Step,
+    TimedOut,
+    conflicting_modes,
+    describe_holders,
+)
+from .settings import MaintenanceSettings
+from .statements import (
+    OptionError,
+    build_relations_statement,
+    build_statement,
+    extension_options,
+    quote_ident,
+    render_statement,
+    runs_per_relation,
+    uses_lock_timeout,
+)
 
 if TYPE_CHECKING:  # pragma: no cover
     from ...tasks import Task, TaskContext
@@ -48,10 +72,15 @@ logger = logging.getLogger(__name__)
 KINDS = ("vacuum", "analyze", "reindex")
 WORKER_PREFIX = "maintenance."
 #: VACUUM options in the order PostgreSQL documents them
-VACUUM_OPTIONS = ("full", "freeze", "analyze")
+VACUUM_OPTIONS = statements.VACUUM_MODES
 DATETIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
 _DATETIME_RE = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z", re.ASCII)
 _ID_RE = re.compile(r"[0-9a-f]{8}")
+
+#: relations of a database-wide VACUUM or ANALYZE per statement (each is still
+#: processed in its own transaction; the statement's fixed costs, such as VACUUM's
+#: update of datfrozenxid, are paid once per batch)
+RELATIONS_PER_STATEMENT = 50
 
 #: how the cancel hook retries pg_cancel_backend while our statement runs
 CANCEL_INTERVAL = 0.05  # seconds
@@ -82,14 +111,29 @@ def parse_mode(value: Any) -> str:
     duplicates, in any order; ``""`` or a missing/``null`` mode is a plain VACUUM.
     Raises NotAcceptable ``Parameter 'mode' is malformed.`` otherwise.
     """
-    if value is None or value == "":
-        return ""
-    if not isinstance(value, str):
-        raise malformed("mode")
-    parts = value.split(",")
-    if len(set(parts)) != len(parts) or not set(parts) <= set(VACUUM_OPTIONS):
-        raise malformed("mode")
-    return ",".join(opt for opt in VACUUM_OPTIONS if opt in parts)
+    try:
+        return statements.parse_mode(value)
+    except OptionError as exc:
+        raise NotAcceptable(str(exc)) from None
+
+
+def parse_options(kind: str, body: Mapping[str, Any]) -> dict[str, Any]:
+    """The task options of a POST body; NotAcceptable (406) for a bad value.
+
+    Keys that are not options of ``kind`` are ignored, as they always were.
+    """
+    try:
+        return statements.parse_options(kind, body)
+    except OptionError as exc:
+        raise NotAcceptable(str(exc)) from None
+
+
+def check_supported(options: Mapping[str, Any], server_version: int) -> None:
+    """NotAcceptable ``Parameter 'X' is not supported by PostgreSQL N.``"""
+    try:
+        statements.check_supported(options, server_version)
+    except OptionError as exc:
+        raise NotAcceptable(str(exc)) from None
 
 
 def format_datetime(value: datetime) -> str:
@@ -192,73 +236,11 @@ def conflict_keys(task: Task) -> list[tuple[str, ...]]:
     return [(dbname,)]
 
 
-# Statements
-
-
-def build_statement(
-    kind: str, target: Mapping[str, Any], options: Mapping[str, Any] | None = None
-) -> sql.Composed:
-    """The statement of an operation, identifiers quoted with ``sql.Identifier``."""
-    schema, table, index = target.get("schema"), target.get("table"), target.get("index")
-    relation = (
-        sql.Composed([sql.Identifier(schema), sql.SQL("."), sql.Identifier(table)])
-        if table is not None
-        else None
-    )
-    if kind == "vacuum":
-        mode = parse_mode((options or {}).get("mode"))
-        parts: list[sql.Composable] = [sql.SQL("VACUUM")]
-        if mode:
-            flags = ", ".join(opt.upper() for opt in mode.split(","))
-            parts.append(sql.SQL(f" ({flags})"))
-        if relation is not None:
-            parts += [sql.SQL(" "), relation]
-        return sql.Composed(parts)
-    if kind == "analyze":
-        if relation is None:
-            return sql.Composed([sql.SQL("ANALYZE")])
-        return sql.Composed([sql.SQL("ANALYZE "), relation])
-    if kind == "reindex":
-        if index is not None:
-            return sql.Composed(
-                [
-                    sql.SQL("REINDEX INDEX "),
-                    sql.Identifier(schema),
-                    sql.SQL("."),
-                    sql.Identifier(index),
-                ]
-            )
-        if relation is not None:
-            return sql.Composed([sql.SQL("REINDEX TABLE "), relation])
-        return sql.Composed([sql.SQL("REINDEX DATABASE "), sql.Identifier(target["dbname"])])
-    raise ValueError(f"unknown operation kind: {kind!r}")
-
-
-def quote_ident(name: str) -> str:
-    """PostgreSQL identifier quoting, as ``sql.Identifier`` renders it."""
-    return '"' + name.replace('"', '""') + '"'
-
-
-def render_statement(statement: sql.Composable) -> str:
-    """Text of a statement built by :func:`build_statement`, without a connection.
-
-    Used to show the statement of an operation that has not run yet; a run
-    operation shows the text rendered by the server connection.
-    """
-    if isinstance(statement, sql.Composed):
-        return "".join(render_statement(part) for part in statement.seq)
-    if isinstance(statement, sql.Identifier):
-        return ".".join(quote_ident(s) for s in statement.strings)
-    if isinstance(statement, sql.SQL):
-        return statement.string
-    raise TypeError(f"cannot render {type(statement).__name__}")
-
-
 # Shaping
 
 
 def list_item(task: Task) -> dict[str, Any]:
-    """A /scheduled list item, exactly the spec's fields."""
+    """A /scheduled list item: the spec's fields and ``options`` (extension)."""
     kind = kind_of(task.worker)
     target = task.target
     return {
@@ -270,11 +252,13 @@ def list_item(task: Task) -> dict[str, Any]:
         "mode": task.options.get("mode", "") if kind == "vacuum" else None,
         "datetime": format_datetime(task.start),
         "status": task.status,
+        "options": extension_options(task.options),
     }
 
 
 def history_item(task: Task) -> dict[str, Any]:
-    """A list item plus ``sql``, ``created``, ``started``, ``finished``, ``duration``, ``error``."""
+    """A list item plus ``sql``, ``created``, ``started``, ``finished``, ``duration``,
+    ``error`` and ``attempts`` (extension)."""
     item = list_item(task)
     text = task.output
     if text is None:
@@ -282,7 +266,7 @@ def history_item(task: Task) -> dict[str, Any]:
             text = render_statement(
                 build_statement(kind_of(task.worker) or "", task.target, task.options)
             )
-        except (ValueError, TypeError, KeyError, HTTPError):
+        except (ValueError, TypeError, KeyError):
             text = None
     duration = None
     if task.started is not None and task.finished is not None:
@@ -295,6 +279,7 @@ def history_item(task: Task) -> dict[str, Any]:
         finished=format_optional(task.finished),
         duration=duration,
         error=task.error if task.status in ("failed", "aborted") else None,
+        attempts=task.attempts,
         notices=details.get("notices", []),
         skipped=details.get("skipped", []),
         skipped_count=details.get("skipped_count", 0),
@@ -337,8 +322,9 @@ class _Running:
 class OperationRunner:
     """``run`` and ``cancel`` callables of the three maintenance workers."""
 
-    def __init__(self, ctx: PluginContext) -> None:
+    def __init__(self, ctx: PluginContext, settings: MaintenanceSettings | None = None) -> None:
         self.ctx = ctx
+        self.settings = settings or MaintenanceSettings()
         self._running: dict[str, _Running] = {}
         self._lock = threading.Lock()
 
@@ -360,20 +346,39 @@ class OperationRunner:
 
     def _run(self, tctx: TaskContext, kind: str, state: _Running) -> str:
         task = tctx.task
-        statement = build_statement(kind, task.target, task.options)
+        started = time.monotonic()
+        try:
+            statement = build_statement(kind, task.target, task.options)
+        except OptionError as exc:  # a task list edited by hand or by an older agent
+            raise OperationError(str(exc)) from exc
+        lock_timeout = self.settings.operation_lock_timeout
+        if not uses_lock_timeout(kind, task.options):
+            lock_timeout = 0
         try:
             with self.ctx.connect(
-                task.target["dbname"], pooled=False, read_only=False, statement_timeout=0
+                task.target["dbname"],
+                pooled=False,
+                read_only=False,
+                statement_timeout=0,
+                lock_timeout=lock_timeout,
             ) as conn:
                 check_cluster(conn, task)  # TaskAborted on another cluster: never run
-                return self._execute(tctx, conn, statement, state)
+                return self._execute(tctx, conn, kind, statement, state, started)
         except HTTPError as exc:  # PostgreSQL down, database dropped...
             raise OperationError(exc.message) from exc
         except psycopg2.Error as exc:
             raise OperationError(postgres_message(exc)) from exc
 
-    @staticmethod
-    def _execute(tctx: TaskContext, conn: Any, statement: sql.Composed, state: _Running) -> str:
+    def _execute(
+        self,
+        tctx: TaskContext,
+        conn: Any,
+        kind: str,
+        statement: sql.Composed,
+        state: _Running,
+        started: float,
+    ) -> str:
+        task = tctx.task
         text = statement.as_string(conn)
         tctx.set_output(text)
         with conn.cursor() as cur:
@@ -385,19 +390,180 @@ class OperationRunner:
                 state.pid = pid
                 if state.canceled or tctx.cancel_requested.is_set():
                     raise OperationCanceled("Canceled before start.")
-                state.executing = True
+            steps = self._steps(cur, kind, task, statement)
+            blockers = self._reindex_blockers(cur, kind, task)
             collector = conn.notices = outcome.NoticeCollector()
-            logger.info("Running %s (task %s).", text, tctx.task.id)
+            logger.info("Running %s (task %s, %d statement(s)).", text, task.id, len(steps))
             try:
-                cur.execute(statement)
+                self._run_with_lock_retry(tctx, cur, steps, state, started)
+            except OperationCanceled:
+                if is_concurrent_reindex(kind, task):
+                    self._note_invalid_rebuilds(cur, task, "")
+                raise
+            except (OperationError, psycopg2.Error) as exc:
+                if not is_concurrent_reindex(kind, task):
+                    raise
+                message = str(exc) if isinstance(exc, OperationError) else postgres_message(exc)
+                raise OperationError(self._note_invalid_rebuilds(cur, task, message)) from exc
             finally:
-                with state.lock:
-                    state.executing = False
                 record_notices(tctx, conn, collector)
-        error = outcome_error(conn, tctx.task, collector)
+        if blockers:  # PostgreSQL skipped them (with a WARNING, maybe translated)
+            raise OperationError(
+                "Not rebuilt concurrently: "
+                + ", ".join(f"{name} ({reason})" for name, reason in blockers)
+                + "; rebuild them without concurrently."
+            )
+        error = outcome_error(conn, task, collector)
         if error is not None:
             raise OperationError(error)
         return text
+
+    @staticmethod
+    def _steps(cur: Any, kind: str, task: Task, statement: sql.Composed) -> list[Step]:
+        """One step, or one per relation for a database-wide VACUUM or ANALYZE."""
+        if not runs_per_relation(kind, task.target):
+            return [Step(statement)]
+        cur.execute(load_sql("op_relations"))
+        relations = cur.fetchall()
+        steps = []
+        for start in range(0, len(relations), RELATIONS_PER_STATEMENT):
+            batch = relations[start : start + RELATIONS_PER_STATEMENT]
+            parts = tuple(
+                Step(build_relations_statement(kind, task.options, [rel]), *rel) for rel in batch
+            )
+            if len(parts) == 1:
+                steps.append(parts[0])
+            else:
+                statement = build_relations_statement(kind, task.options, batch)
+                steps.append(Step(statement, parts=parts))
+        return steps
+
+    @staticmethod
+    def _reindex_blockers(cur: Any, kind: str, task: Task) -> list[tuple[str, str]]:
+        """Indexes a REINDEX CONCURRENTLY of a table or database will skip."""
+        if not is_concurrent_reindex(kind, task):
+            return []
+        target = task.target
+        if target.get("index") is not None:
+            return []  # PostgreSQL's own error names it
+        cur.execute(load_sql("op_reindex_blockers"), reindex_blockers_params(target))
+        return [(f"{quote_ident(s)}.{quote_ident(i)}", reason) for s, i, reason in cur.fetchall()]
+
+    @staticmethod
+    def _note_invalid_rebuilds(cur: Any, task: Task, message: str) -> str:
+        """``message``, plus the invalid indexes an interrupted REINDEX CONCURRENTLY left.
+
+        PostgreSQL keeps them (``<index>_ccnew``): they slow down writes until
+        dropped. They are named in the error (and the log), never dropped
+        automatically.
+        """
+        target = task.target
+        table = target.get("table") or target.get("index_table")
+        params = {"schema": target.get("schema") if table else None, "table": table}
+        try:
+            cur.execute(load_sql("op_invalid_rebuilds"), params)
+            rows = cur.fetchall()
+        except psycopg2.Error:  # connection lost: nothing more to say
+            return message
+        if not rows:
+            return message
+        names = ", ".join(f"{quote_ident(s)}.{quote_ident(i)}" for s, i in rows)
+        note = (
+            f"invalid indexes left by the interrupted rebuild: {names}"
+            " (drop them with DROP INDEX CONCURRENTLY)."
+        )
+        logger.warning("Task %s: %s", task.id, note)
+        return f"{message}; {note}" if message else note
+
+    def _run_with_lock_retry(
+        self,
+        tctx: TaskContext,
+        cur: Any,
+        steps: list[Step],
+        state: _Running,
+        started: float,
+    ) -> None:
+        """Run the steps with lock retries and the operation's time limit.
+
+        Translates the outcomes of :class:`.lockwait.LockRetry` into
+        OperationError texts kept as the task error.
+        """
+        task = tctx.task
+        timeout = task.options.get("timeout")
+
+        def record(attempt: int) -> None:
+            if attempt > 1:
+                logger.info("Task %s: lock not available, attempt %d.", task.id, attempt)
+            set_attempts = getattr(tctx, "set_attempts", None)
+            if set_attempts is not None:
+                set_attempts(attempt)
+
+        def execute(step: Step, time_left_ms: int | None) -> None:
+            if time_left_ms is not None:
+                cur.execute(load_sql("op_statement_timeout"), {"ms": str(time_left_ms)})
+            with state.lock:
+                if state.canceled or tctx.cancel_requested.is_set():
+                    raise OperationCanceled("Canceled before start.")
+                state.executing = True
+            try:
+                cur.execute(step.statement)
+            except (psycopg2.errors.UndefinedTable, psycopg2.errors.InvalidSchemaName):
+                if step.table is None:
+                    raise
+                # Dropped since the list was read: PostgreSQL's database-wide
+                # command skips it too.
+                logger.info("Task %s: %s is gone, skipped.", task.id, step.relation)
+            finally:
+                with state.lock:
+                    state.executing = False
+
+        retry = LockRetry(
+            lock_wait=self.settings.operation_lock_wait,
+            cancel=tctx.cancel_requested,
+            on_attempt=record,
+            timeout=timeout,
+            started=started,
+        )
+        try:
+            retry.run(steps, execute)
+        except TimedOut as exc:
+            raise OperationError(str(exc)) from exc
+        except Canceled as exc:
+            raise OperationCanceled(str(exc)) from exc
+        except LockWaitExpired as exc:
+            raise OperationError(self._lock_message(cur, task, exc)) from exc
+
+    def _lock_message(self, cur: Any, task: Task, exc: LockWaitExpired) -> str:
+        """Which relations never got their lock, and who held them at the end."""
+        kind = kind_of(task.worker) or ""
+        modes = conflicting_modes(kind, task.options)
+        target = task.target
+        tries = f"{exc.attempts} attempt{'s' if exc.attempts > 1 else ''}"
+        wait = f"within {self.settings.operation_lock_wait} s ({tries})"
+        try:
+            if exc.steps[0].relation is None:  # one statement on the target
+                table = target.get("table") or target.get("index_table")
+                schema = target.get("schema") if table is not None else None
+                cur.execute(
+                    load_sql("op_lock_holders"), {**modes, "schema": schema, "table": table}
+                )
+                rows = cur.fetchall()
+                if not rows:
+                    return f"Lock not available {wait}; its holders have ended since."
+                return f"Lock not available {wait}; held by: {describe_holders(rows)}."
+            names = []
+            for step in exc.steps[:20]:
+                params = {**modes, "schema": step.schema, "table": step.table}
+                cur.execute(load_sql("op_lock_holders"), params)
+                rows = cur.fetchall()
+                names.append(describe_holders(rows) if rows else step.relation)
+            more = len(exc.steps) - len(names)
+            listed = ", ".join(names) + (f" and {more} more" if more > 0 else "")
+            return f"Skipped {len(exc.steps)} relation(s) whose lock never came {wait}: {listed}."
+        except psycopg2.Error:  # e.g. canceled meanwhile: still name what we know
+            if exc.steps[0].relation is None:
+                return f"Lock not available {wait}."
+            return f"Skipped {len(exc.steps)} relation(s) whose lock never came {wait}."
 
     def cancel(self, task: Task) -> None:
         """Stop a running operation: pg_cancel_backend until its statement ends.
@@ -526,9 +692,11 @@ def record_notices(tctx: TaskContext, conn: Any, collector: outcome.NoticeCollec
         logger.exception("Task %s: failed to record PostgreSQL's notices.", task_id)
 
 
-def register_workers(ctx: PluginContext) -> OperationRunner:
+def register_workers(
+    ctx: PluginContext, settings: MaintenanceSettings | None = None
+) -> OperationRunner:
     """Register the maintenance.vacuum, maintenance.analyze and maintenance.reindex workers."""
-    runner = OperationRunner(ctx)
+    runner = OperationRunner(ctx, settings)
     for kind in KINDS:
         ctx.add_worker(
             worker_name(kind),
@@ -538,6 +706,23 @@ def register_workers(ctx: PluginContext) -> OperationRunner:
             recover=runner.recover,
         )
     return runner
+
+
+def is_concurrent_reindex(kind: str, task: Task) -> bool:
+    """A REINDEX ... CONCURRENTLY operation."""
+    return kind == "reindex" and bool(task.options.get("concurrently"))
+
+
+def reindex_blockers_params(target: Mapping[str, Any]) -> dict[str, Any]:
+    """Bound parameters of ``op_reindex_blockers`` for a task target."""
+    index = target.get("index")
+    table = target.get("table") if index is None else None
+    return {
+        "database": index is None and table is None,
+        "schema": target.get("schema"),
+        "table": table,
+        "index": index,
+    }
 
 
 def pending_filter(

@@ -64,6 +64,8 @@ _SKIPS: tuple[tuple[re.Pattern, str], ...] = (
         GONE,
     ),
 )
+#: a database-wide REINDEX CONCURRENTLY always skips them: not a failure
+_CATALOGS_SKIPPED = "cannot reindex system catalogs concurrently, skipping all"
 # Any other skip: "cannot reindex invalid index "s.i" concurrently, skipping", ...
 _OTHER_SKIP = re.compile(r"\bskipping\b", re.I)
 _QUOTED = re.compile(r'"(.+?)"')
@@ -105,6 +107,8 @@ def skip_of(notice: Notice) -> Skip | None:
     if notice.severity != "WARNING":
         return None
     first_line = notice.message.split("\n", 1)[0]
+    if first_line == _CATALOGS_SKIPPED:  # REINDEX DATABASE CONCURRENTLY, by design
+        return None
     for pattern, cause in _SKIPS:
         match = pattern.match(first_line)
         if match:

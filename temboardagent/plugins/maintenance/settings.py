@@ -13,6 +13,10 @@ logger = logging.getLogger(__name__)
 MIB = 1024 * 1024
 
 
+#: PostgreSQL's timeouts are int milliseconds
+INT_MAX = 2**31 - 1
+
+
 @dataclass(frozen=True)
 class MaintenanceSettings:
     """Limits that keep the plugin's reads from hurting production, and advice thresholds.
@@ -26,6 +30,10 @@ class MaintenanceSettings:
     # seconds a finished operation stays in the /scheduled lists, so clients that
     # poll them (the temboard UI, every 5 s) see it end and refresh their page
     finished_visible: int = 12
+    #: ms an operation statement waits for a lock before it gives up and retries later
+    operation_lock_timeout: int = 2000
+    #: s an operation may spend in total waiting for locks (attempts and pauses)
+    operation_lock_wait: int = 900
     # GET .../advice thresholds (see README, "Advice")
     advice_table_bloat_percent: int = 30
     advice_table_bloat_bytes: int = 100 * MIB
@@ -53,9 +61,12 @@ class MaintenanceSettings:
         return cls(**values)
 
 
-MINIMUMS = {"parallel_databases": 1}
+#: operation_lock_timeout 0 would wait forever
+MINIMUMS = {"parallel_databases": 1, "operation_lock_timeout": 1}
 MAXIMUMS = {
     "finished_visible": 3600,  # lists stay short: they are not a history
+    "operation_lock_timeout": INT_MAX,
+    "operation_lock_wait": INT_MAX,
     "advice_table_bloat_percent": 100,
     "advice_index_bloat_percent": 100,
     "advice_wraparound_warning": 100,

@@ -115,3 +115,18 @@ def resolve_index(
     if row[1] is None:
         raise NotFound(f"Index '{schema}.{index}' not found.")
     return row[2]
+
+
+def server_version(ctx: PluginContext, settings: MaintenanceSettings) -> int:
+    """``server_version_num`` of the instance (e.g. 150004)."""
+    with _connect(ctx, settings, None) as conn:
+        return conn.server_version
+
+
+def reindex_blockers(
+    ctx: PluginContext, settings: MaintenanceSettings, dbname: str, params: dict[str, Any]
+) -> list[tuple[str, str, str]]:
+    """Indexes of a target that REINDEX CONCURRENTLY cannot rebuild: (schema, index, reason)."""
+    with _connect(ctx, settings, dbname) as conn, conn.cursor() as cur:
+        cur.execute(load_sql("op_reindex_blockers"), params)
+        return cur.fetchall()
