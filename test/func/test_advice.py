@@ -185,6 +185,8 @@ def test_bloated_table_and_index(strict, db, pg):
     index = wait_advice(strict, "index_bloat", index="bloated_id")
     assert index["table"] == "bloated"
     assert index["action"]["path"] == f"/maintenance/{DB}/schema/public/index/bloated_id/reindex"
+    assert index["action"]["body"] == {"concurrently": True}
+    assert "CONCURRENTLY" in index["reason"]
 
     before = sql(pg, "SELECT relfilenode FROM pg_class WHERE relname = 'bloated_id'")[0][0]
     run_action(strict, index)

@@ -52,8 +52,8 @@ RULES = (
 )  # fmt: skip
 #: schemas whose indexes are PostgreSQL's own: never advised to drop
 SYSTEM_SCHEMAS = ("pg_catalog", "information_schema")
-#: whether REINDEX accepts {"concurrently": true} in this agent
-REINDEX_CONCURRENTLY = False
+#: schemas whose indexes PostgreSQL cannot rebuild concurrently
+NO_CONCURRENT_REINDEX = ("pg_catalog", "pg_toast", "information_schema")
 
 
 # Formatting
@@ -239,14 +239,22 @@ def table_rules(
     return items
 
 
+def _concurrently(schema: str) -> bool:
+    """REINDEX CONCURRENTLY where PostgreSQL can (12+, not system catalogs)."""
+    return schema not in NO_CONCURRENT_REINDEX
+
+
 def _reindex_action(dbname: str, schema: str, index: str) -> dict[str, Any]:
-    body = {"concurrently": True} if REINDEX_CONCURRENTLY else {}
+    body = {"concurrently": True} if _concurrently(schema) else {}
     return _action(_index_path(dbname, schema, index), body)
 
 
-def _reindex_lock_note() -> str:
-    if REINDEX_CONCURRENTLY:
-        return "REINDEX CONCURRENTLY rebuilds it without blocking writes"
+def _reindex_lock_note(schema: str) -> str:
+    if _concurrently(schema):
+        return (
+            "REINDEX CONCURRENTLY rebuilds it without blocking reads or writes (it takes"
+            " longer, and needs room for a second copy of the index meanwhile)"
+        )
     return "REINDEX blocks writes to the table (and reads using the index) while it rebuilds"
 
 
@@ -263,7 +271,7 @@ def index_rules(
     if not row["indisvalid"]:
         reason = (
             "the index is invalid (typically a failed CREATE INDEX CONCURRENTLY): it is"
-            " updated on every write but never used; " + _reindex_lock_note()
+            " updated on every write but never used; " + _reindex_lock_note(schema)
         )
         action = _reindex_action(dbname, schema, index)
         figures = {"index_bytes": size}
@@ -278,7 +286,7 @@ def index_rules(
         ):
             reason = (
                 f"estimated bloat {size_pretty(bloat)}, {percent:.0f}% of {size_pretty(size)}:"
-                " a rebuild gives the space back; " + _reindex_lock_note()
+                " a rebuild gives the space back; " + _reindex_lock_note(schema)
             )
             figures = {
                 "bloat_bytes": bloat,
