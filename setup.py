@@ -24,9 +24,15 @@ setup(
         "temboardagent.plugins.maintenance": ["sql/*.sql"],
     },
     install_requires=[
+        # WSGI routing of the API; 0.12 has Bottle.config and the router used here
         "bottle>=0.12",
+        # the threaded HTTPS server; 8.5 has keep_alive_conn_limit and
+        # max_request_body_size, which bound what clients can make it hold
         "cheroot>=8.5",
-        "psycopg2-binary>=2.8",
+        # the PostgreSQL driver, built against the system's libpq as distributions
+        # ship it (psycopg's maintainers advise against psycopg2-binary in
+        # production); 2.8 brings psycopg2.errors, error diagnostics, connection.info
+        "psycopg2>=2.8",
     ],
     extras_require={
         "test": [

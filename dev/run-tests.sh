@@ -10,7 +10,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash dev/setup.sh
-.venv/bin/ruff check temboardagent test bench
+.venv/bin/ruff check .
+.venv/bin/ruff format --check .
 if [[ ${TEMBOARD_TEST_PG:-} =~ ^[0-9]+$ ]]; then
     bash dev/pg-binaries.sh "$TEMBOARD_TEST_PG" >/dev/null
 fi

@@ -14,6 +14,11 @@ have_pg() {
 
 missing=()
 have_pg || missing+=(postgresql-15 libpq-dev)
+# psycopg2 is built from source against the system's libpq: pg_config, a C compiler
+# and the Python headers
+command -v pg_config >/dev/null || missing+=(libpq-dev)
+command -v gcc >/dev/null || missing+=(gcc)
+python3 -c 'import os, sysconfig; raise SystemExit(not os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h")))' 2>/dev/null || missing+=(python3-dev)
 command -v openssl >/dev/null || missing+=(openssl)
 command -v runuser >/dev/null || missing+=(util-linux)
 python3 -c 'import venv, ensurepip' 2>/dev/null || missing+=(python3-venv)
