@@ -14,7 +14,7 @@ import psycopg2
 import psycopg2.errors
 import psycopg2.extensions
 
-from .errors import Conflict, HTTPError, NotFound, ServiceUnavailable
+from .errors import Conflict, GatewayTimeout, HTTPError, NotFound, ServiceUnavailable
 
 logger = logging.getLogger(__name__)
 
@@ -27,11 +27,25 @@ _MISSING_DB = re.compile(r'database "(.*)" does not exist', re.S)  # names may h
 _REFUSING_DB = re.compile(r'database "(.*)" is not currently accepting connections')
 
 
+def is_statement_timeout(exc: Exception) -> bool:
+    """A query canceled by ``statement_timeout`` (SQLSTATE 57014, English message).
+
+    The same SQLSTATE covers ``pg_cancel_backend`` and shutdowns: only the
+    message tells them apart (callers that know the timeout may also compare
+    the time spent, for servers whose ``lc_messages`` is not English).
+    """
+    return isinstance(exc, psycopg2.errors.QueryCanceled) and "statement timeout" in (
+        getattr(exc, "pgerror", None) or str(exc)
+    )
+
+
 def map_postgres_error(exc: Exception) -> HTTPError:
     """Translate a psycopg2 error into an API error (no server details leak)."""
     message = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
     if isinstance(exc, psycopg2.errors.QueryCanceled):
-        return ServiceUnavailable("PostgreSQL query timed out or was canceled.")
+        if is_statement_timeout(exc):
+            return GatewayTimeout("PostgreSQL canceled the query on its statement_timeout.")
+        return ServiceUnavailable("PostgreSQL canceled the query.")
     if isinstance(exc, psycopg2.errors.LockNotAvailable):
         return Conflict("Object is locked by another session.")
     if isinstance(exc, psycopg2.errors.InsufficientPrivilege):

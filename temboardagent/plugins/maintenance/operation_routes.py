@@ -26,6 +26,7 @@ from __future__ import annotations
 from typing import Any, Callable
 
 from ...errors import Conflict, NotFound, malformed
+from ...jsonstream import JSONArray
 from ...tasks import PENDING, STATUSES, TaskExists, TaskFinished, TaskNotFound
 from .. import PluginContext, Request
 from . import targets
@@ -136,8 +137,11 @@ class OperationRoutes:
 
     # History
 
-    def history(self, kind: str, request: Request) -> list[dict[str, Any]]:
-        """Operations of ``kind``, newest first; filters ``db``, ``status``."""
+    def history(self, kind: str, request: Request) -> JSONArray:
+        """Operations of ``kind``, newest first; filters ``db``, ``status``.
+
+        At most ``limit`` tasks are read; their JSON is streamed.
+        """
         query = request.query
         limit = _int_param(query, "limit", HISTORY_LIMIT, 1, HISTORY_MAX_LIMIT)
         offset = _int_param(query, "offset", 0, 0, MAX_OFFSET)
@@ -155,7 +159,7 @@ class OperationRoutes:
             limit=limit,
             offset=offset,
         )
-        return [history_item(task) for task in tasks]
+        return JSONArray(history_item(task) for task in tasks)
 
     def _get(self, kind: str, operation: str) -> Any:
         task = self.ctx.tasks.get(operation) if is_operation_id(operation) else None

@@ -5,6 +5,11 @@ Each handler opens a connection to the database of the path (read
 not pooled for a template, whose connected sessions make ``CREATE DATABASE``
 fail) and returns what one :mod:`.catalog` function builds. All accept the
 shared key.
+
+The database and schema pages are streamed: the handler returns a
+:class:`~temboardagent.jsonstream.JSONObject` whose generator takes a
+heavy-page slot, connects and reads rows only when the web layer encodes the
+reply, and releases all three once the reply is sent or dropped.
 """
 
 from __future__ import annotations
@@ -13,21 +18,19 @@ from contextlib import contextmanager
 from typing import Any, Iterator
 
 from ...errors import NotFound
+from ...jsonstream import JSONObject
 from .. import PluginContext, Request
 from . import catalog
+from .limits import HeavyPages, read_connection
 from .settings import MaintenanceSettings
 
 
 def register(ctx: PluginContext, settings: MaintenanceSettings) -> None:
     """Register GET /maintenance, /maintenance/<db>, .../schema/<s>, .../table/<t>."""
+    heavy = HeavyPages(settings.heavy_pages)
 
     def connect(dbname: str | None = None, pooled: bool = True) -> Any:
-        return ctx.connect(
-            dbname,
-            pooled=pooled,
-            statement_timeout=settings.statement_timeout,
-            lock_timeout=settings.lock_timeout,
-        )
+        return read_connection(ctx, settings, dbname, pooled)
 
     @contextmanager
     def database(dbname: str) -> Iterator[Any]:
@@ -45,15 +48,22 @@ def register(ctx: PluginContext, settings: MaintenanceSettings) -> None:
             raise NotFound(f"Database '{dbname}' not found.") from None
 
     def get_instance(request: Request) -> dict:
-        return catalog.instance(connect, settings.parallel_databases)
+        with heavy.slot("GET /maintenance"):
+            return catalog.instance(connect, settings.parallel_databases)
 
-    def get_database(request: Request, dbname: str) -> dict:
-        with database(dbname) as conn:
-            return catalog.database(conn)
+    def get_database(request: Request, dbname: str) -> JSONObject:
+        def members() -> Iterator[tuple[str, Any]]:
+            with heavy.slot("GET /maintenance/<db>"), database(dbname) as conn:
+                yield from catalog.database_page(conn)
 
-    def get_schema(request: Request, dbname: str, schema: str) -> dict:
-        with database(dbname) as conn:
-            return catalog.schema(conn, schema)
+        return JSONObject(members())
+
+    def get_schema(request: Request, dbname: str, schema: str) -> JSONObject:
+        def members() -> Iterator[tuple[str, Any]]:
+            with heavy.slot("GET /maintenance/<db>/schema/<s>"), database(dbname) as conn:
+                yield from catalog.schema_page(conn, schema)
+
+        return JSONObject(members())
 
     def get_table(request: Request, dbname: str, schema: str, table: str) -> dict:
         with database(dbname) as conn:
