@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import gzip
+import shutil
 import statistics
 import tempfile
 import threading
@@ -27,7 +28,6 @@ from pathlib import Path
 from typing import Any, Callable
 
 import psycopg2
-import requests
 import urllib3
 
 from bench.common import rss_kib
@@ -94,6 +94,167 @@ def build_database(dsn: str, tables: int) -> str:
     conn.close()
     print(f"  built {dbname} in {time.monotonic() - started:.0f} s", flush=True)
     return dbname
+
+
+class RSSSampler:
+    """Peak RSS of a process, sampled every 10 ms in a thread while active."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.peak = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.peak = max(self.peak, rss_kib(self.pid))
+            time.sleep(0.01)
+
+    def __enter__(self) -> RSSSampler:
+        self.peak = rss_kib(self.pid)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.peak = max(self.peak, rss_kib(self.pid))
+
+
+def raw_sql(conn: Any, context: str, params: dict, main: str, extra: Callable) -> None:
+    """The page's context and main queries through psycopg2, rows fetched (no shaping)."""
+    with conn.cursor() as cur:
+        cur.execute(catalog.load_sql(context), params)
+        ctx = dict(zip([d.name for d in cur.description], cur.fetchone()))
+        catalog._execute_main(cur, main, ctx["privileged"], {**extra(ctx), "locked": ctx["locked"]})
+        cur.fetchall()
+        if main == "relations" and ctx.get("relid") is not None:
+            cur.execute(catalog.load_sql("table_stats"), {"relid": ctx["relid"]})
+            cur.fetchall()
+
+
+def timed(fn: Callable[[], Any]) -> tuple[float, Any]:
+    started = time.perf_counter()
+    result = fn()
+    return time.perf_counter() - started, result
+
+
+def mib(kib: int) -> str:
+    return f"{kib / 1024:.0f}"
+
+
+def measure(args: argparse.Namespace, cluster: EmbeddedCluster, dbname: str) -> None:
+    home = Path(tempfile.mkdtemp(prefix="tbagent-bench-big-"))
+    home.chmod(0o755)
+    extra = f"\n[maintenance]\nheavy_pages = {args.heavy_pages}\nstatement_timeout = 600000\n"
+    agent = AgentProcess(home / "agent", cluster, extra_conf=extra, log_level="INFO")
+    agent.start()
+    try:
+        agent.login()
+        report(args, cluster, dbname, agent)
+    finally:
+        agent.stop()
+        shutil.rmtree(home, ignore_errors=True)
+
+
+def report(args: argparse.Namespace, cluster: EmbeddedCluster, dbname: str, agent: Any) -> None:
+    assert agent.proc is not None
+    pid = agent.proc.pid
+    http = agent.new_session()
+    http.headers["X-Session"] = agent.session_id
+    base = f"{agent.url}/maintenance/{dbname}"
+    mid = f"t_{args.tables // 2}"
+    pages = [
+        ("schema", "/schema/public", "context_schema", {"schema": "public"}, "relations",
+         lambda ctx: {"nsp": ctx["nsp"], "relid": None}),
+        ("database", "", "context_database", {}, "database", lambda ctx: {"relid": None}),
+        ("table", f"/schema/public/table/{mid}", "context_table",
+         {"schema": "public", "table": mid}, "relations",
+         lambda ctx: {"nsp": ctx["nsp"], "relid": ctx["relid"]}),
+    ]  # fmt: skip
+    conn = connect(cluster.dsn("postgres"), dbname)
+
+    def get(path: str, encoding: str = "identity") -> tuple[int, int]:
+        """Reply size on the wire and decoded."""
+        resp = http.get(base + path, headers={"Accept-Encoding": encoding}, stream=True,
+                        timeout=900)  # fmt: skip
+        wire = resp.raw.read(decode_content=False)
+        resp.raise_for_status()
+        if resp.headers.get("Content-Encoding") == "gzip":
+            return len(wire), len(gzip.decompress(wire))
+        return len(wire), len(wire)
+
+    get(pages[2][1])  # warm: connections, caches
+    time.sleep(1)
+    idle = rss_kib(pid)
+    print(f"\n{dbname}: {args.tables} tables; agent idle RSS {mib(idle)} MiB", flush=True)
+
+    # one schema page, plain: RSS peak, then 10 s later
+    with RSSSampler(pid) as one:
+        elapsed, (plain, _) = timed(lambda: get(pages[0][1]))
+    time.sleep(10)
+    after_one = rss_kib(pid)
+
+    # sizes gzipped
+    _, (zipped, unzipped) = timed(lambda: get(pages[0][1], "gzip"))
+    assert unzipped == plain, (unzipped, plain)
+
+    # times: agent beside raw SQL, interleaved
+    samples: dict[str, list[float]] = {}
+    sizes: dict[str, tuple[int, int]] = {}
+    for _ in range(args.repeat):
+        for name, path, context, params, main, extra in pages:
+            t_agent, size = timed(lambda path=path: get(path, "gzip"))
+            t_sql, _ = timed(lambda c=context, p=params, m=main, e=extra: raw_sql(conn, c, p, m, e))
+            samples.setdefault(name + "/agent", []).append(t_agent)
+            samples.setdefault(name + "/sql", []).append(t_sql)
+            sizes[name] = size
+
+    # concurrent schema pages
+    results: list[Any] = []
+
+    def fetch() -> None:
+        try:
+            results.append(get(pages[0][1]))
+        except Exception as exc:  # reported below
+            results.append(exc)
+
+    threads = [threading.Thread(target=fetch) for _ in range(args.concurrent)]
+    with RSSSampler(pid) as many:
+        started = time.perf_counter()
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        concurrent_s = time.perf_counter() - started
+    failures = [r for r in results if isinstance(r, Exception)]
+    time.sleep(10)
+    after_many = rss_kib(pid)
+    conn.close()
+
+    header = f"{'page':<9} {'agent s':>8} {'raw SQL s':>9} {'ratio':>6} {'plain':>10} {'gzip':>10}"
+    print(header)
+    print("-" * len(header))
+    for name, *_ in pages:
+        t_agent = statistics.median(samples[name + "/agent"])
+        t_sql = statistics.median(samples[name + "/sql"])
+        wire, decoded = sizes[name]
+        print(f"{name:<9} {t_agent:>8.2f} {t_sql:>9.2f} {t_agent / t_sql:>6.2f} "
+              f"{decoded / 1000:>8.0f}kB {wire / 1000:>8.0f}kB")  # fmt: skip
+    print(f"(medians of {args.repeat}, interleaved; agent: HTTPS GET with gzip, reply read;")
+    print(" raw SQL: the page's queries via psycopg2 on a warm connection, rows fetched)")
+    print()
+    print(f"schema page plain: {plain / 1e6:.1f} MB, gzipped {zipped / 1e6:.2f} MB "
+          f"({plain / zipped:.0f}x); first request {elapsed:.1f} s")  # fmt: skip
+    print(f"{'RSS MiB':<26} {'idle':>5} {'peak':>5} {'+peak':>6} {'after 10 s':>10} {'+after':>7}")
+    for label, peak, after in (
+        ("1 schema page", one.peak, after_one),
+        (f"{args.concurrent} concurrent schema pages", many.peak, after_many),
+    ):
+        print(f"{label:<26} {mib(idle):>5} {mib(peak):>5} {mib(peak - idle):>6} "
+              f"{mib(after):>10} {mib(after - idle):>7}")  # fmt: skip
+    print(f"{args.concurrent} concurrent: {concurrent_s:.1f} s in all, heavy_pages = "
+          f"{args.heavy_pages}, failures: {failures or 'none'}")  # fmt: skip
 
 
 def main() -> None:

@@ -21,9 +21,15 @@ import json
 from typing import Any, Iterable, Iterator
 
 
+#: ``json.dumps(value, separators=(",", ":"), ensure_ascii=False)``, built once
+_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
+#: plain items of a streamed array encoded by one call of the C encoder
+ITEM_BATCH = 256
+
+
 def dump_json(data: Any) -> bytes:
     """Compact UTF-8 JSON: the encoding of every reply."""
-    return json.dumps(data, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    return _ENCODER.encode(data).encode("utf-8")
 
 
 class JSONStream:
@@ -55,15 +61,27 @@ def encode(value: Any) -> Iterator[bytes]:
 
 
 def _encode_array(array: JSONArray) -> Iterator[bytes]:
+    """Plain items go by batches: ``[a,b]`` of a list is ``a,b`` between brackets."""
     items = iter(array.items)
     try:
         yield b"["
         first = True
+        batch: list[Any] = []
         for item in items:
-            if not first:
-                yield b","
-            first = False
-            yield from encode(item)
+            if isinstance(item, JSONStream):
+                if batch:
+                    yield (b"" if first else b",") + dump_json(batch)[1:-1]
+                    first, batch = False, []
+                yield b"" if first else b","
+                first = False
+                yield from encode(item)
+                continue
+            batch.append(item)
+            if len(batch) >= ITEM_BATCH:
+                yield (b"" if first else b",") + dump_json(batch)[1:-1]
+                first, batch = False, []
+        if batch:
+            yield (b"" if first else b",") + dump_json(batch)[1:-1]
         yield b"]"
     finally:
         _close(items)
