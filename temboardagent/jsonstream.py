@@ -20,7 +20,6 @@ from __future__ import annotations
 import json
 from typing import Any, Iterable, Iterator
 
-
 #: ``json.dumps(value, separators=(",", ":"), ensure_ascii=False)``, built once
 _ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
 #: plain items of a streamed array encoded by one call of the C encoder
