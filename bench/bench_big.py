@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import gzip
+import os
 import shutil
 import statistics
 import tempfile
@@ -139,6 +140,32 @@ def timed(fn: Callable[[], Any]) -> tuple[float, Any]:
     return time.perf_counter() - started, result
 
 
+def cpu_s(pid: int) -> float:
+    """User + system CPU seconds of a process (0 once it is gone)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+class CPU:
+    """CPU seconds spent by a set of processes around a call (robust to a loaded host)."""
+
+    def __init__(self, pids: Callable[[], list[int]]) -> None:
+        self.pids = pids
+
+    def measure(self, fn: Callable[[], Any]) -> tuple[float, float, Any]:
+        """(wall s, CPU s, result) of ``fn()``."""
+        before = {pid: cpu_s(pid) for pid in self.pids()}
+        started = time.perf_counter()
+        result = fn()
+        wall = time.perf_counter() - started
+        after = {pid: cpu_s(pid) for pid in self.pids()}
+        spent = sum(after.get(pid, 0.0) - before.get(pid, 0.0) for pid in set(after) | set(before))
+        return wall, spent, result
+
+
 def mib(kib: int) -> str:
     return f"{kib / 1024:.0f}"
 
@@ -199,16 +226,35 @@ def report(args: argparse.Namespace, cluster: EmbeddedCluster, dbname: str, agen
     _, (zipped, unzipped) = timed(lambda: get(pages[0][1], "gzip"))
     assert unzipped == plain, (unzipped, plain)
 
-    # times: agent beside raw SQL, interleaved
+    # times: agent beside raw SQL, interleaved; CPU of the agent and its backends
+    # beside CPU of this client and its backend
+    admin = connect(cluster.dsn("postgres"), "postgres")
+
+    def agent_pids() -> list[int]:
+        with admin.cursor() as cur:
+            cur.execute("SELECT pid FROM pg_stat_activity WHERE application_name = %s",
+                        ("temboard-agent",))  # fmt: skip
+            return [pid] + [row[0] for row in cur.fetchall()]
+
+    with conn.cursor() as cur:
+        cur.execute("SELECT pg_backend_pid()")
+        backend = cur.fetchone()[0]
+    agent_cpu = CPU(agent_pids)
+    raw_cpu = CPU(lambda: [os.getpid(), backend])
     samples: dict[str, list[float]] = {}
     sizes: dict[str, tuple[int, int]] = {}
     for _ in range(args.repeat):
         for name, path, context, params, main, extra in pages:
-            t_agent, size = timed(lambda path=path: get(path, "gzip"))
-            t_sql, _ = timed(lambda c=context, p=params, m=main, e=extra: raw_sql(conn, c, p, m, e))
-            samples.setdefault(name + "/agent", []).append(t_agent)
-            samples.setdefault(name + "/sql", []).append(t_sql)
+            wall, cpu, size = agent_cpu.measure(lambda path=path: get(path, "gzip"))
+            samples.setdefault(name + "/agent", []).append(wall)
+            samples.setdefault(name + "/agent cpu", []).append(cpu)
             sizes[name] = size
+            wall, cpu, _ = raw_cpu.measure(
+                lambda c=context, p=params, m=main, e=extra: raw_sql(conn, c, p, m, e)
+            )
+            samples.setdefault(name + "/sql", []).append(wall)
+            samples.setdefault(name + "/sql cpu", []).append(cpu)
+    admin.close()
 
     # concurrent schema pages
     results: list[Any] = []
@@ -232,17 +278,24 @@ def report(args: argparse.Namespace, cluster: EmbeddedCluster, dbname: str, agen
     after_many = rss_kib(pid)
     conn.close()
 
-    header = f"{'page':<9} {'agent s':>8} {'raw SQL s':>9} {'ratio':>6} {'plain':>10} {'gzip':>10}"
+    header = (
+        f"{'page':<9} {'agent s':>8} {'raw SQL s':>9} {'ratio':>6} {'agent CPU':>9} "
+        f"{'raw CPU':>8} {'ratio':>6} {'plain':>10} {'gzip':>10}"
+    )
     print(header)
     print("-" * len(header))
     for name, *_ in pages:
-        t_agent = statistics.median(samples[name + "/agent"])
-        t_sql = statistics.median(samples[name + "/sql"])
+        med = {key: statistics.median(samples[f"{name}/{key}"])
+               for key in ("agent", "sql", "agent cpu", "sql cpu")}  # fmt: skip
         wire, decoded = sizes[name]
-        print(f"{name:<9} {t_agent:>8.2f} {t_sql:>9.2f} {t_agent / t_sql:>6.2f} "
-              f"{decoded / 1000:>8.0f}kB {wire / 1000:>8.0f}kB")  # fmt: skip
+        print(f"{name:<9} {med['agent']:>8.2f} {med['sql']:>9.2f} {med['agent'] / med['sql']:>6.2f}"
+              f" {med['agent cpu']:>9.2f} {med['sql cpu']:>8.2f}"
+              f" {med['agent cpu'] / max(med['sql cpu'], 0.01):>6.2f}"
+              f" {decoded / 1000:>8.0f}kB {wire / 1000:>8.0f}kB")  # fmt: skip
     print(f"(medians of {args.repeat}, interleaved; agent: HTTPS GET with gzip, reply read;")
-    print(" raw SQL: the page's queries via psycopg2 on a warm connection, rows fetched)")
+    print(" raw SQL: the page's queries via psycopg2 on a warm connection, rows fetched;")
+    print(" CPU: seconds of the agent process and its PostgreSQL backends, resp. of this")
+    print(" client and its backend: the fair comparison on a loaded host)")
     print()
     print(f"schema page plain: {plain / 1e6:.1f} MB, gzipped {zipped / 1e6:.2f} MB "
           f"({plain / zipped:.0f}x); first request {elapsed:.1f} s")  # fmt: skip

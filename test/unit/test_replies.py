@@ -214,6 +214,17 @@ def test_heavy_pages_wait_for_a_slot(caplog):
     assert trims == [1, 1]
 
 
+def test_heavy_page_slot_given_back_early():
+    heavy = HeavyPages(1, trim=lambda: None)
+    with heavy.slot("first") as computed:
+        computed()
+        computed()  # idempotent
+        with heavy.slot("second"):  # would block without the early release
+            pass
+    with heavy.slot("third"), pytest.raises(AssertionError):
+        assert heavy._slots.acquire(blocking=False)  # one slot, held
+
+
 def test_heavy_pages_setting():
     assert MaintenanceSettings.from_section({}).heavy_pages == 2
     assert MaintenanceSettings.from_section({"heavy_pages": "5"}).heavy_pages == 5

@@ -278,13 +278,19 @@ def _with_locks(conn: Any, context: str, params: dict, main: Callable) -> Any:
 
 @contextmanager
 def _held_with_locks(
-    conn: Any, context: str, params: dict, main: str, main_params: Callable[[dict], dict]
+    conn: Any,
+    context: str,
+    params: dict,
+    main: str,
+    main_params: Callable[[dict], dict],
+    computed: Callable[[], None] | None = None,
 ) -> Iterator[tuple[dict | None, HeldRows | None]]:
     """Run ``context`` then main query ``main`` into a held cursor; yield both.
 
     As :func:`_with_locks`: a lock taken between the two makes the main query
     fail on ``lock_timeout`` (before any row is read) and it is retried once.
-    No context row (unknown object): ``(None, None)``.
+    No context row (unknown object): ``(None, None)``. ``computed`` is called
+    once PostgreSQL holds the rows, before they are read.
     """
     for attempt in (1, 2):
         with conn.cursor() as cur:
@@ -304,6 +310,8 @@ def _held_with_locks(
                 raise
             logger.debug("Relation locked during %s query, retrying.", context)
             continue
+        if computed is not None:
+            computed()
         try:
             yield ctx, HeldRows(conn)
         finally:
@@ -331,11 +339,14 @@ def _relations(conn: Any, nsp: int, relid: int | None, ctx: dict) -> tuple[list[
     return tables, indexes
 
 
-def schema_page(conn: Any, schema_name: str) -> Iterator[tuple[str, Any]]:
+def schema_page(
+    conn: Any, schema_name: str, computed: Callable[[], None] | None = None
+) -> Iterator[tuple[str, Any]]:
     """``GET /maintenance/<db>/schema/<schema>`` as streamed members.
 
     The rows (one per table and index, ordered by table) are read twice from
     the held result: tables (then the schema's totals), then indexes.
+    ``computed``: called once PostgreSQL holds the rows.
     """
     _check_name("Schema", schema_name)
     params = {"schema": schema_name}
@@ -343,10 +354,8 @@ def schema_page(conn: Any, schema_name: str) -> Iterator[tuple[str, Any]]:
     def main_params(ctx: dict) -> dict:
         return {"nsp": ctx["nsp"], "relid": None, "locked": ctx["locked"]}
 
-    with _held_with_locks(conn, "context_schema", params, "relations", main_params) as (
-        ctx,
-        rows,
-    ):
+    held = _held_with_locks(conn, "context_schema", params, "relations", main_params, computed)
+    with held as (ctx, rows):
         if ctx is None or rows is None:
             raise NotFound(f"Schema '{schema_name}' not found.")
         totals = {"bytes": 0, "tables": 0}
@@ -426,23 +435,28 @@ def table(conn: Any, schema_name: str, table_name: str) -> dict[str, Any]:
 
 
 @contextmanager
-def _schemas(conn: Any) -> Iterator[tuple[Iterator[dict], int]]:
+def _schemas(
+    conn: Any, computed: Callable[[], None] | None = None
+) -> Iterator[tuple[Iterator[dict], int]]:
     """Per-schema rows of the current database (streamed), and the database size."""
 
     def main_params(ctx: dict) -> dict:
         return {"relid": None, "locked": ctx["locked"]}
 
-    with _held_with_locks(conn, "context_database", {}, "database", main_params) as (
-        ctx,
-        rows,
-    ):
+    held = _held_with_locks(conn, "context_database", {}, "database", main_params, computed)
+    with held as (ctx, rows):
         assert ctx is not None and rows is not None  # context_database always has a row
         yield (dict(zip(rows.names, row)) for row in rows), ctx["total_bytes"]
 
 
-def database_page(conn: Any) -> Iterator[tuple[str, Any]]:
-    """``GET /maintenance/<db>`` as streamed members: per-schema figures."""
-    with _schemas(conn) as (schemas, total):
+def database_page(
+    conn: Any, computed: Callable[[], None] | None = None
+) -> Iterator[tuple[str, Any]]:
+    """``GET /maintenance/<db>`` as streamed members: per-schema figures.
+
+    ``computed``: called once PostgreSQL holds the rows.
+    """
+    with _schemas(conn, computed) as (schemas, total):
         yield "schemas", JSONArray(schemas)
         yield "total_bytes", total
         yield "total_size", size_pretty(total)

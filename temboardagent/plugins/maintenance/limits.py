@@ -6,7 +6,8 @@
 - Heavy pages (instance, database and schema pages: their cost grows with the
   catalog) run at most ``heavy_pages`` at once; a request beyond waits for a
   slot, and only then connects, so its statement timeout does not run while
-  it waits. After a heavy page, the C allocator gives its free memory back to
+  it waits; the slot is given back once PostgreSQL has computed the page's
+  rows, before they are sent. After a heavy page, the C allocator gives its free memory back to
   the system (glibc ``malloc_trim``), which it otherwise keeps.
 """
 
@@ -67,14 +68,26 @@ class HeavyPages:
         self._trim = trim if trim is not None else release_free_memory
 
     @contextmanager
-    def slot(self, label: str) -> Iterator[None]:
+    def slot(self, label: str) -> Iterator[Callable[[], None]]:
+        """Hold a slot; yield a function that gives it back early (idempotent).
+
+        A page gives its slot back once PostgreSQL has computed its rows:
+        sending them to a slow client then keeps nobody else waiting.
+        """
         if not self._slots.acquire(blocking=False):
             logger.debug("%s waits for one of %d heavy-page slots.", label, self.limit)
             self._slots.acquire()
+        held = [True]
+
+        def release() -> None:
+            if held[0]:
+                held[0] = False
+                self._slots.release()
+
         try:
-            yield
+            yield release
         finally:
-            self._slots.release()
+            release()
             self._trim()
 
 

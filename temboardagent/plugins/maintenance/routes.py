@@ -53,15 +53,16 @@ def register(ctx: PluginContext, settings: MaintenanceSettings) -> None:
 
     def get_database(request: Request, dbname: str) -> JSONObject:
         def members() -> Iterator[tuple[str, Any]]:
-            with heavy.slot("GET /maintenance/<db>"), database(dbname) as conn:
-                yield from catalog.database_page(conn)
+            with heavy.slot("GET /maintenance/<db>") as computed, database(dbname) as conn:
+                yield from catalog.database_page(conn, computed)
 
         return JSONObject(members())
 
     def get_schema(request: Request, dbname: str, schema: str) -> JSONObject:
         def members() -> Iterator[tuple[str, Any]]:
-            with heavy.slot("GET /maintenance/<db>/schema/<s>"), database(dbname) as conn:
-                yield from catalog.schema_page(conn, schema)
+            with heavy.slot("GET /maintenance/<db>/schema/<s>") as computed:
+                with database(dbname) as conn:
+                    yield from catalog.schema_page(conn, schema, computed)
 
         return JSONObject(members())
 
