@@ -65,6 +65,7 @@ class Agent:
         self.postgres = Postgres(
             pg.host, pg.port, pg.user, pg.password, pg.dbname,
             application_name="temboard-agent",
+            idle_timeout=pg.pool_idle_timeout, max_idle=pg.pool_max_idle,
         )  # fmt: skip
         self.users = UsersFile(tb.users)
         self.sessions = SessionStore(tb.home / "sessions.sqlite", tb.session_expiry)
@@ -144,5 +145,5 @@ class Agent:
             except Exception:
                 logger.exception("Error while unloading plugin %s.", plugin.name)
         self.sessions.close()
-        self.postgres.close_idle()
+        self.postgres.close()
         logger.info("Stopped.")

@@ -54,6 +54,8 @@ class PostgresqlConfig:
     password: str | None = None
     dbname: str = "postgres"
     instance: str = "main"
+    pool_idle_timeout: int = 10  # seconds an unused pooled connection stays open
+    pool_max_idle: int = 8  # idle pooled connections kept, all databases together
 
 
 @dataclass(frozen=True)
@@ -245,6 +247,10 @@ def _postgresql(section: Mapping[str, str]) -> PostgresqlConfig:
             values["port"] = _int(where, raw, 1, 65535)
         elif option in ("host", "password"):
             values[option] = raw.strip() or None
+        elif option == "pool_idle_timeout":
+            values[option] = _int(where, raw, 0, 86400)
+        elif option == "pool_max_idle":
+            values[option] = _int(where, raw, 0, 1000)
         elif option in ("user", "dbname", "instance"):
             if not raw.strip():
                 raise ConfigError(f"{where}: must not be empty")

@@ -92,8 +92,17 @@ LOCKED = {
         "the table; sizes then come from pg_class.relpages"
     ),
 }
+BLOAT_METHOD = {
+    "type": "string",
+    "enum": ["estimate", "pgstattuple"],
+    "description": (
+        "extension: how bloat_bytes was obtained: the statistical estimate, or measured "
+        "with the pgstattuple extension (table page with ?bloat=exact)"
+    ),
+}
 INDEX_FIELDS = {
     "bloat_bytes": NUM,
+    "bloat_method": BLOAT_METHOD,
     "bloat_size": STR,
     "def": {"type": ["string", "null"], "description": "null while the table is locked"},
     "idx_tup_fetch": INT,
@@ -112,6 +121,7 @@ INDEX_FIELDS = {
 }
 TABLE_FIELDS = {
     "bloat_bytes": NUM,
+    "bloat_method": BLOAT_METHOD,
     "bloat_size": STR,
     "index_bloat_bytes": NUM,
     "index_bloat_size": STR,
@@ -145,6 +155,106 @@ LIST_ITEM = {
     "mode": STR,
     "datetime": DATETIME,
     "status": {"type": "string", "enum": STATUSES},
+}
+_COUNT = {"type": ["integer", "null"], "minimum": 0}
+PROGRESS = {
+    "type": ["object", "null"],
+    "description": (
+        "extension: null unless the operation is running (doing). Figures from PostgreSQL's "
+        "progress views; a figure PostgreSQL does not give is null, never guessed"
+    ),
+    "properties": {
+        "phase": {"type": ["string", "null"], "description": "PostgreSQL's own phase name"},
+        "relation": {
+            "type": ["string", "null"],
+            "description": "schema.name of the relation being processed",
+        },
+        "done": {**_COUNT, "description": "counter the phase advances"},
+        "total": {**_COUNT, "description": "its total; null when the phase has none"},
+        "unit": {
+            "type": ["string", "null"],
+            "enum": ["blocks", "tuples", "indexes", "lockers", "tables", "statistics", None],
+        },
+        "percent": {"type": ["number", "null"], "minimum": 0},
+        "relations_done": _COUNT,
+        "relations_total": _COUNT,
+        "elapsed": {"type": ["number", "null"], "description": "seconds since it started"},
+        "waiting_for_lock": {
+            "type": ["boolean", "null"],
+            "description": "its backend waits for a lock; null when its backend is not known",
+        },
+        "blocked_by": {
+            "type": ["array", "null"],
+            "items": {"type": "integer"},
+            "description": "pids of the sessions it waits for (pg_blocking_pids)",
+        },
+    },
+    "required": [
+        "phase", "relation", "done", "total", "unit", "percent", "relations_done",
+        "relations_total", "elapsed", "waiting_for_lock", "blocked_by",
+    ],
+}  # fmt: skip
+LIST_ITEM["progress"] = PROGRESS
+ACTIVITY_ITEM = {
+    "pid": {"type": "integer"},
+    "datname": STR,
+    "relation": STR,
+    "command": {
+        "type": ["string", "null"],
+        "description": "VACUUM, VACUUM FULL, ANALYZE, CLUSTER, CREATE INDEX, REINDEX, ...",
+    },
+    "phase": STR,
+    "done": _COUNT,
+    "total": _COUNT,
+    "unit": PROGRESS["properties"]["unit"],
+    "percent": {"type": ["number", "null"], "minimum": 0},
+    "started": {"type": ["string", "null"], "pattern": DATETIME["pattern"]},
+    "duration": {"type": ["number", "null"], "description": "seconds"},
+    "autovacuum": {"type": "boolean"},
+    "wraparound": {
+        "type": "boolean",
+        "description": "only on autovacuum items: an autovacuum to prevent wraparound",
+    },
+    "waiting_for_lock": {"type": "boolean"},
+    "blocked_by": {"type": "array", "items": {"type": "integer"}},
+    "operation": {
+        "type": ["object", "null"],
+        "description": "the agent's operation when it is one, else null",
+        "properties": {"id": OP_ID, "kind": {"type": "string", "enum": list(KINDS)}},
+        "required": ["id", "kind"],
+    },
+}
+ADVICE_RULES = [
+    "wraparound", "vacuum", "analyze", "table_bloat", "index_bloat", "invalid_index",
+    "unused_index", "duplicate_index",
+]  # fmt: skip
+ADVICE_ITEM = {
+    "rule": {"type": "string", "enum": ADVICE_RULES},
+    "severity": {"type": "string", "enum": ["critical", "warning", "info"]},
+    "dbname": {"type": "string"},
+    "schema": STR,
+    "table": STR,
+    "index": STR,
+    "reason": {"type": "string", "description": "why, with the figures, and the risk"},
+    "figures": {"type": "object", "additionalProperties": {"type": ["number", "null"]}},
+    "action": {
+        "type": ["object", "null"],
+        "description": (
+            "the request that does it, to send as is with a session; null when no operation "
+            "of the agent is the answer, or when one is already pending (see pending)"
+        ),
+        "properties": {
+            "method": {"const": "POST"},
+            "path": {"type": "string"},
+            "body": {"type": "object"},
+        },
+        "required": ["method", "path", "body"],
+    },
+    "pending": {
+        "type": ["string", "null"],
+        "pattern": OP_ID["pattern"],
+        "description": "id of the agent's pending or running operation that does it",
+    },
 }
 HISTORY_ITEM = {
     **LIST_ITEM,
@@ -190,7 +300,11 @@ SCHEMAS: dict[str, Any] = {
     ),
     "Instance": _obj(
         {
-            "databases": {"type": "array", "items": _ref("DatabaseSummary")},
+            "databases": {
+                "type": "array",
+                "items": _ref("DatabaseSummary"),
+                "description": "The databases that are not templates.",
+            },
             "instance": _obj({"total_bytes": NUM, "total_size": STR}),
         }
     ),
@@ -243,7 +357,22 @@ SCHEMAS: dict[str, Any] = {
         "properties": {"datetime": DATETIME_INPUT},
     },
     "OperationId": _obj({"id": OP_ID}, extra=False),
+    "AdviceItem": _obj(ADVICE_ITEM),
+    "Advice": _obj(
+        {
+            "advice": {"type": "array", "items": _ref("AdviceItem")},
+            "generated": DATETIME,
+            "unreachable": {
+                "type": "array",
+                "description": "extension: databases whose advice could not be read",
+                "items": _obj({"dbname": {"type": "string"}, "error": {"type": "string"}}),
+            },
+        }
+    ),
     "ScheduledOperation": _obj(LIST_ITEM),
+    "Activity": _obj(
+        ACTIVITY_ITEM, required=sorted(name for name in ACTIVITY_ITEM if name != "wraparound")
+    ),
     "Operation": _obj(HISTORY_ITEM),
     "Canceled": _obj({"response": {"const": "ok"}}, extra=False),
 }
@@ -405,7 +534,29 @@ def operations() -> list[tuple[str, str, dict]]:
         _operation("GET", schema, "One schema: tables and indexes", _ref("Schema"), auth="key",
                    errors=read_errors),
         _operation("GET", table, "One table: statistics, sizes, indexes", _ref("Table"),
-                   auth="key", errors=read_errors),
+                   auth="key", errors=("404", "406", "409", "503"), parameters=[
+                       {"name": "bloat", "in": "query", "required": False,
+                        "schema": {"type": "string", "enum": ["estimate", "exact"],
+                                   "default": "estimate"},
+                        "description": (
+                            "exact: measure the table and its btree indexes with the "
+                            "pgstattuple extension (reads them; 409 when it is not installed)")},
+                   ]),
+    ]  # fmt: skip
+    ops.append(
+        _operation(
+            "GET", "/maintenance/activity",
+            "Every maintenance command running in the instance (autovacuum, other sessions, "
+            "the agent's operations)",
+            {"type": "array", "items": _ref("Activity")}, auth="key", errors=("503",),
+        )
+    )  # fmt: skip
+    ops += [
+        _operation("GET", "/maintenance/advice",
+                   "What needs maintenance now in every database, most severe first",
+                   _ref("Advice"), auth="key", errors=("503",)),
+        _operation("GET", db + "/advice", "What needs maintenance now in one database",
+                   _ref("Advice"), auth="key", errors=read_errors),
     ]  # fmt: skip
     scheduled = {"type": "array", "items": _ref("ScheduledOperation")}
     post_errors = ("404", "406", "409", "503", "504")

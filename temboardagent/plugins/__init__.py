@@ -77,11 +77,14 @@ class PluginContext(Protocol):
         dbname: str | None = None,
         *,
         pooled: bool = True,
+        read_only: bool = True,
         statement_timeout: int | None = None,
         lock_timeout: int | None = None,
     ) -> AbstractContextManager[Any]:
         """A psycopg2 connection (autocommit) to ``dbname`` as a context manager.
 
+        ``search_path`` is always ``pg_catalog, pg_temp``; transactions are
+        read-only unless ``read_only=False`` (VACUUM, ANALYZE, REINDEX).
         Timeouts are in milliseconds, set at connection time. ``pooled=False`` for
         long-running work (maintenance operations) that should not hold a pool slot.
 

@@ -25,7 +25,9 @@ ODD_SCHEMA = "Mixed Case"
 ODD_TABLE = 'Odd "Name"'
 ODD_INDEX = 'Odd "Name" idx'
 FINISHED = ("done", "failed", "canceled", "aborted")
-LIST_FIELDS = {"id", "dbname", "schema", "table", "index", "mode", "datetime", "status"}
+LIST_FIELDS = {
+    "id", "dbname", "schema", "table", "index", "mode", "datetime", "status", "progress"
+}  # fmt: skip
 HISTORY_FIELDS = LIST_FIELDS | {"sql", "created", "started", "finished", "duration", "error"}
 
 
@@ -392,6 +394,7 @@ def test_future_operation_listed_then_runs(ops, pgconn):
             "mode": "freeze",
             "datetime": when,
             "status": "todo",
+            "progress": None,
         }
     ]
     pending = op(ops, "vacuum", op_id)
@@ -495,6 +498,7 @@ def test_lists_and_filters(ops):
             "mode": None,
             "datetime": when,
             "status": "todo",
+            "progress": None,
         }
         assert items[ids["r_db"]]["schema"] is None and items[ids["r_db"]]["datetime"] == later
 

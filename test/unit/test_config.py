@@ -121,3 +121,13 @@ def test_unparsable_file(tmp_path):
     path.write_text("port = 1\n")
     with pytest.raises(ConfigError, match=r"^config: cannot read"):
         load_config(path, environ={})
+
+
+def test_pool_options(conffile):
+    cfg = load_config(conffile, environ={})
+    assert (cfg.postgresql.pool_idle_timeout, cfg.postgresql.pool_max_idle) == (10, 8)
+    overrides = {("postgresql", "pool_idle_timeout"): "1", ("postgresql", "pool_max_idle"): "0"}
+    cfg = load_config(conffile, environ={}, overrides=overrides)
+    assert (cfg.postgresql.pool_idle_timeout, cfg.postgresql.pool_max_idle) == (1, 0)
+    with pytest.raises(ConfigError, match=r"^postgresql.pool_idle_timeout: -1 is out of range"):
+        load_config(conffile, environ={}, overrides={("postgresql", "pool_idle_timeout"): "-1"})

@@ -162,7 +162,12 @@ def test_run_ok():
     assert runner.run(tctx) == "VACUUM t"
     assert tctx.output == "VACUUM t" and tctx.pid == PID
     worker_connect = server.connects[0]
-    assert worker_connect == {"dbname": "db", "pooled": False, "statement_timeout": 0}
+    assert worker_connect == {
+        "dbname": "db",
+        "pooled": False,
+        "read_only": False,
+        "statement_timeout": 0,
+    }
     assert runner._running == {}
 
 

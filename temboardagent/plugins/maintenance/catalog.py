@@ -44,12 +44,17 @@ Decisions (to be documented for users):
   TOAST table) the byte count is 0 and the ``*_size`` null, bloat sums are
   null when no member has an estimate. ``row_estimate`` is ``reltuples``
   (-1 when unknown, PostgreSQL >= 14).
-- **GET /maintenance** lists every database of ``pg_database``. Those the
-  agent cannot connect to (``datallowconn`` false as ``template0``, invalid,
-  connection refused, timeout) keep their ``total_bytes``
+- **GET /maintenance** lists the databases that are not templates (as
+  upstream). Those the agent cannot connect to (``datallowconn`` false,
+  invalid, connection refused, timeout) keep their ``total_bytes``
   (``pg_database_size``, null if the role may not read it) and have null
-  figures otherwise. The instance ``total_bytes`` sums every database.
-  Databases are queried concurrently, at most ``parallel_databases`` at once.
+  figures otherwise. The instance ``total_bytes`` sums the listed databases.
+  Databases are queried concurrently, at most ``parallel_databases`` at once,
+  each over a connection closed after use (a scan keeps no connection that
+  would make ``DROP DATABASE`` fail).
+- **Hardening**: the SQL of ``sql/`` qualifies every function and relation
+  with ``pg_catalog`` and types its literals so that each operator is an exact
+  match of pg_catalog's; connections pin ``search_path`` and are read-only.
 """
 
 from __future__ import annotations
@@ -511,20 +516,19 @@ def is_template(conn: Any, dbname: str) -> bool:
 
 
 def instance(connect: Connect, parallel_databases: int = 4) -> dict[str, Any]:
-    """``GET /maintenance``: every database of the instance and its total size.
+    """``GET /maintenance``: the databases but templates, and their total size.
 
     Databases are queried concurrently, at most ``parallel_databases`` at
-    once; one that cannot be reached gets null figures instead of failing the
-    whole call. Connections to templates are closed after use.
+    once, each over a connection closed after use; one that cannot be reached
+    gets null figures instead of failing the whole call.
     """
     with connect(None) as conn, conn.cursor() as cur:
         cur.execute(load_sql("databases"))
         databases = cur.fetchall()
-    templates = {name for name, _, template, _ in databases if template}
 
     def summary(datname: str) -> dict[str, Any] | None:
         try:
-            with connect(datname, pooled=datname not in templates) as conn:
+            with connect(datname, pooled=False) as conn:
                 return database_summary(conn)
         except (HTTPError, psycopg2.Error) as exc:
             logger.warning("Cannot read database %s: %s", datname, exc)
@@ -533,7 +537,7 @@ def instance(connect: Connect, parallel_databases: int = 4) -> dict[str, Any]:
     # largest first: the slowest database starts at once (longest job first)
     names = [
         name
-        for name, connectable, _, size in sorted(databases, key=lambda d: -(d[3] or 0))
+        for name, connectable, size in sorted(databases, key=lambda d: -(d[2] or 0))
         if connectable
     ]
     workers = max(1, min(parallel_databases, len(names)))
@@ -541,7 +545,7 @@ def instance(connect: Connect, parallel_databases: int = 4) -> dict[str, Any]:
         summaries = dict(zip(names, pool.map(summary, names)))
 
     entries = []
-    for datname, _, _, total in databases:
+    for datname, _, total in databases:
         figures = summaries.get(datname) or dict.fromkeys(DATABASE_FIGURES)
         entry = {"datname": datname, **figures}
         entry["total_bytes"] = total

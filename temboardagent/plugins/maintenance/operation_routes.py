@@ -29,7 +29,7 @@ from ...errors import Conflict, NotFound, malformed
 from ...jsonstream import JSONArray
 from ...tasks import PENDING, STATUSES, TaskExists, TaskFinished, TaskNotFound
 from .. import PluginContext, Request
-from . import targets
+from . import progress, targets
 from .operations import (
     KINDS,
     history_item,
@@ -62,6 +62,22 @@ class OperationRoutes:
     def __init__(self, ctx: PluginContext, settings: MaintenanceSettings) -> None:
         self.ctx = ctx
         self.settings = settings
+        self.progress = progress.ProgressReader(self._read_connection)
+
+    def _read_connection(self, dbname: str | None = None, pooled: bool = True) -> Any:
+        return self.ctx.connect(
+            dbname,
+            pooled=pooled,
+            statement_timeout=self.settings.statement_timeout,
+            lock_timeout=self.settings.lock_timeout,
+        )
+
+    def _with_progress(self, tasks: list[Any], items: list[dict[str, Any]]) -> list[dict]:
+        """Add ``progress`` to each item: an object while running, else null."""
+        running = self.progress.for_tasks(tasks)
+        for task, item in zip(tasks, items):
+            item["progress"] = running.get(task.id)
+        return items
 
     # POST
 
@@ -133,7 +149,7 @@ class OperationRoutes:
             target=pending_filter(dbname, schema, table),
             order="start",
         )
-        return [list_item(task) for task in tasks]
+        return self._with_progress(tasks, [list_item(task) for task in tasks])
 
     # History
 
@@ -159,7 +175,8 @@ class OperationRoutes:
             limit=limit,
             offset=offset,
         )
-        return JSONArray(history_item(task) for task in tasks)
+        running = self.progress.for_tasks(tasks)
+        return JSONArray({**history_item(task), "progress": running.get(task.id)} for task in tasks)
 
     def _get(self, kind: str, operation: str) -> Any:
         task = self.ctx.tasks.get(operation) if is_operation_id(operation) else None
@@ -169,7 +186,17 @@ class OperationRoutes:
 
     def one(self, kind: str, operation: str) -> dict[str, Any]:
         """One operation, history fields."""
-        return history_item(self._get(kind, operation))
+        task = self._get(kind, operation)
+        return self._with_progress([task], [history_item(task)])[0]
+
+    # Activity
+
+    def activity(self, request: Request) -> list[dict[str, Any]]:
+        """Every maintenance command running in the instance, ours or not."""
+        running = self.ctx.tasks.list(
+            workers=[worker_name(kind) for kind in KINDS], statuses=["doing"]
+        )
+        return progress.activity(self._read_connection, running)
 
     # DELETE
 
@@ -209,6 +236,7 @@ def register(ctx: PluginContext, settings: MaintenanceSettings) -> None:
     routes = OperationRoutes(ctx, settings)
     add = ctx.add_route
     # Static paths first.
+    add("GET", "/maintenance/activity", routes.activity, key_ok=True)
     for kind in KINDS:
         add("GET", f"/maintenance/{kind}/scheduled", _bind(routes.scheduled, kind), key_ok=True)
         add("GET", f"/maintenance/{kind}/history", _bind(routes.history, kind, True), key_ok=True)

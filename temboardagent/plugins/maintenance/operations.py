@@ -9,12 +9,13 @@ An operation is a task of the agent's task manager (``temboardagent.tasks``):
   indexes never run at the same time (see :func:`conflict_keys`);
 - options ``{"mode": "<canonical mode>"}`` for VACUUM, ``{}`` otherwise.
 
-Execution: the worker opens a dedicated connection (not pooled, no statement
-timeout) to the target database, stores the exact statement text as the task's
-output, records its backend pid, then runs the statement in autocommit. Failures
-keep PostgreSQL's message as the task error. If PostgreSQL is unreachable when an
-operation is due, the operation fails at once (``PostgreSQL is unavailable.``):
-it is not retried later, so a maintenance window is never silently shifted.
+Execution: the worker opens a dedicated connection (not pooled, not read-only,
+no statement timeout, closed when the operation ends) to the target database,
+stores the exact statement text as the task's output, records its backend pid,
+then runs the statement in autocommit. Failures keep PostgreSQL's message as
+the task error. If PostgreSQL is unreachable when an operation is due, the
+operation fails at once (``PostgreSQL is unavailable.``): it is not retried
+later, so a maintenance window is never silently shifted.
 """
 
 from __future__ import annotations
@@ -353,7 +354,9 @@ class OperationRunner:
         task = tctx.task
         statement = build_statement(kind, task.target, task.options)
         try:
-            with self.ctx.connect(task.target["dbname"], pooled=False, statement_timeout=0) as conn:
+            with self.ctx.connect(
+                task.target["dbname"], pooled=False, read_only=False, statement_timeout=0
+            ) as conn:
                 return self._execute(tctx, conn, statement, state)
         except HTTPError as exc:  # PostgreSQL down, database dropped...
             raise OperationError(exc.message) from exc

@@ -17,11 +17,13 @@ from __future__ import annotations
 from contextlib import contextmanager
 from typing import Any, Iterator
 
-from ...errors import NotFound
+from ...errors import NotFound, malformed
 from ...jsonstream import JSONObject
+from ...tasks import PENDING
 from .. import PluginContext, Request
-from . import catalog
+from . import advice, catalog, exact
 from .limits import HeavyPages, read_connection
+from .operations import KINDS, worker_name
 from .settings import MaintenanceSettings
 
 
@@ -67,10 +69,35 @@ def register(ctx: PluginContext, settings: MaintenanceSettings) -> None:
         return JSONObject(members())
 
     def get_table(request: Request, dbname: str, schema: str, table: str) -> dict:
+        mode = request.query.get("bloat", "estimate")
+        if mode not in ("estimate", "exact"):
+            raise malformed("bloat")
         with database(dbname) as conn:
-            return catalog.table(conn, schema, table)
+            result = catalog.table(conn, schema, table)
+            if mode == "exact":
+                exact.measure(conn, dbname, int(result["relid"]), result)
+            return result
+
+    def pending_tasks() -> list:
+        return ctx.tasks.list(workers=[worker_name(kind) for kind in KINDS], statuses=PENDING)
+
+    def get_instance_advice(request: Request) -> dict:
+        with heavy.slot("GET /maintenance/advice"):
+            items, failed = advice.instance_advice(connect, settings)
+        result = advice.reply(items, pending_tasks())
+        result["unreachable"] = failed
+        return result
+
+    def get_database_advice(request: Request, dbname: str) -> dict:
+        with heavy.slot("GET /maintenance/<db>/advice"), database(dbname) as conn:
+            items = advice.database_advice(conn, dbname, settings)
+        result = advice.reply(items, pending_tasks())
+        result["unreachable"] = []
+        return result
 
     base = "/maintenance"
+    ctx.add_route("GET", f"{base}/advice", get_instance_advice, key_ok=True)
+    ctx.add_route("GET", f"{base}/<dbname>/advice", get_database_advice, key_ok=True)
     ctx.add_route("GET", base, get_instance, key_ok=True)
     ctx.add_route("GET", f"{base}/<dbname>", get_database, key_ok=True)
     ctx.add_route("GET", f"{base}/<dbname>/schema/<schema>", get_schema, key_ok=True)

@@ -3,41 +3,58 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Mapping
 
 from ...errors import ConfigError
 
 logger = logging.getLogger(__name__)
 
-INTEGERS = ("statement_timeout", "lock_timeout", "parallel_databases", "heavy_pages")
-AT_LEAST_ONE = ("parallel_databases", "heavy_pages")
+MIB = 1024 * 1024
 
 
 @dataclass(frozen=True)
 class MaintenanceSettings:
-    """Limits that keep the plugin's reads from hurting production."""
+    """Limits that keep the plugin's reads from hurting production, and advice thresholds.
+
+    Every option is a non-negative integer; :data:`MINIMUMS` raises the floor of some.
+    """
 
     statement_timeout: int = 30000  # ms, for read queries
     lock_timeout: int = 500  # ms, for read queries touching relations
     parallel_databases: int = 4  # concurrent per-database queries of GET /maintenance
     heavy_pages: int = 2  # instance, database and schema pages served at once; others wait
+    # GET .../advice thresholds (see README, "Advice")
+    advice_table_bloat_percent: int = 30
+    advice_table_bloat_bytes: int = 100 * MIB
+    advice_index_bloat_percent: int = 30
+    advice_index_bloat_bytes: int = 10 * MIB
+    advice_unused_index_days: int = 7  # 0: no minimum age of the statistics
+    advice_wraparound_warning: int = 50  # % of autovacuum_(multixact_)freeze_max_age
+    advice_wraparound_critical: int = 80
 
     @classmethod
     def from_section(cls, section: Mapping[str, str]) -> MaintenanceSettings:
+        known = {f.name for f in fields(cls)}
         values = {}
-        for name in INTEGERS:
-            if name not in section:
-                continue
+        for name in sorted(known & set(section)):
             raw = section[name]
             try:
                 value = int(raw)
             except ValueError:
                 raise ConfigError(f"maintenance.{name}: {raw!r} is not an integer") from None
-            if value < (1 if name in AT_LEAST_ONE else 0):
+            if value < MINIMUMS.get(name, 0) or value > MAXIMUMS.get(name, 2**62):
                 raise ConfigError(f"maintenance.{name}: {raw!r} is out of range")
             values[name] = value
-        unknown = set(section) - set(INTEGERS)
-        for name in sorted(unknown):
+        for name in sorted(set(section) - known):
             logger.warning("Ignoring unknown option maintenance.%s.", name)
         return cls(**values)
+
+
+MINIMUMS = {"parallel_databases": 1, "heavy_pages": 1}
+MAXIMUMS = {
+    "advice_table_bloat_percent": 100,
+    "advice_index_bloat_percent": 100,
+    "advice_wraparound_warning": 100,
+    "advice_wraparound_critical": 100,
+}

@@ -1,1 +1,1 @@
-SELECT pg_catalog.current_setting('block_size')::int8 AS bs
+SELECT pg_catalog.current_setting('block_size')::bigint AS bs

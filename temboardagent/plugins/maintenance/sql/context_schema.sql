@@ -4,5 +4,6 @@ SELECT n.oid AS nsp,
        pg_catalog.has_table_privilege('pg_catalog.pg_statistic', 'SELECT') AS privileged,
        (/*@locked*/) AS locked
 FROM pg_catalog.pg_namespace n
-WHERE n.nspname = %(schema)s
-  AND n.nspname::text = %(schema)s  -- a longer name is not its truncation
+WHERE n.nspname = %(schema)s::pg_catalog.name
+  -- a longer name is not its truncation
+  AND n.nspname::pg_catalog.text = %(schema)s::pg_catalog.text

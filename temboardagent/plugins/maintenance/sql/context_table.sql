@@ -8,8 +8,9 @@ SELECT n.oid AS nsp,
 FROM pg_catalog.pg_namespace n
 LEFT JOIN pg_catalog.pg_class c
        ON c.relnamespace = n.oid
-      AND c.relname = %(table)s
-      AND c.relname::text = %(table)s  -- a longer name is not its truncation
-      AND c.relkind IN ('r', 'm', 'p')
-WHERE n.nspname = %(schema)s
-  AND n.nspname::text = %(schema)s
+      AND c.relname = %(table)s::pg_catalog.name
+      -- a longer name is not its truncation
+      AND c.relname::pg_catalog.text = %(table)s::pg_catalog.text
+      AND c.relkind IN ('r'::pg_catalog."char", 'm'::pg_catalog."char", 'p'::pg_catalog."char")
+WHERE n.nspname = %(schema)s::pg_catalog.name
+  AND n.nspname::pg_catalog.text = %(schema)s::pg_catalog.text

@@ -1,11 +1,11 @@
--- Every database of the instance, whether the agent may connect to it (not a
--- template closed to connections, not left invalid by an interrupted DROP),
--- whether it is a template and its size when the role may read it.
-SELECT d.datname::text AS datname,
+-- The databases of the instance but templates, whether the agent may connect
+-- to each (not closed to connections, not left invalid by an interrupted
+-- DROP) and its size when the role may read it.
+SELECT d.datname::pg_catalog.text AS datname,
        d.datallowconn AND d.datconnlimit <> -2 AS connectable,
-       d.datistemplate AS template,
        CASE WHEN pg_catalog.has_database_privilege(d.oid, 'CONNECT')
                  OR pg_catalog.pg_has_role('pg_read_all_stats', 'MEMBER')
             THEN pg_catalog.pg_database_size(d.oid) END AS total_bytes
 FROM pg_catalog.pg_database d
+WHERE NOT d.datistemplate
 ORDER BY d.datname

@@ -5,15 +5,16 @@
 WITH l AS (
     SELECT l.relation
     FROM pg_catalog.pg_locks l
-    WHERE l.locktype = 'relation'
-      AND l.mode = 'AccessExclusiveLock'
+    WHERE l.locktype = 'relation'::pg_catalog.text
+      AND l.mode = 'AccessExclusiveLock'::pg_catalog.text
       AND l.pid IS DISTINCT FROM pg_catalog.pg_backend_pid()
       AND l.database IN (
-          0, (SELECT d.oid FROM pg_catalog.pg_database d
-              WHERE d.datname = pg_catalog.current_database())
+          0::pg_catalog.oid,
+          (SELECT d.oid FROM pg_catalog.pg_database d
+           WHERE d.datname = pg_catalog.current_database())
       )
 )
-SELECT coalesce(array_agg(DISTINCT x.oid), '{}')::oid[]
+SELECT coalesce(pg_catalog.array_agg(DISTINCT x.oid), '{}'::pg_catalog.oid[])
 FROM (
     SELECT l.relation AS oid FROM l
     UNION ALL

@@ -1,2 +1,2 @@
 -- The worker's own backend pid, recorded so the operation can be canceled.
-SELECT pg_backend_pid()
+SELECT pg_catalog.pg_backend_pid()

@@ -1,4 +1,4 @@
 -- Does the schema exist?
 SELECT n.oid
-FROM pg_namespace AS n
-WHERE n.nspname = %(schema)s
+FROM pg_catalog.pg_namespace AS n
+WHERE n.nspname = %(schema)s::pg_catalog.name

@@ -3,4 +3,4 @@
 SELECT s.starelid, s.staattnum, s.stanullfrac, s.stawidth
 FROM pg_catalog.pg_statistic s
 WHERE NOT s.stainherit
-  AND s.starelid IN (SELECT oid FROM rels)
+  AND s.starelid IN (SELECT r.oid FROM rels r)

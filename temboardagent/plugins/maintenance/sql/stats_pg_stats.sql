@@ -11,17 +11,17 @@ WITH ps AS /*@materialized*/ (
     WHERE NOT s.inherited
       AND s.schemaname = ANY (ARRAY(
           SELECT n.nspname FROM pg_catalog.pg_namespace n
-          WHERE n.oid IN (SELECT relnamespace FROM tbl)))
-      AND (%(relid)s::oid IS NULL OR s.tablename = ANY (ARRAY(
+          WHERE n.oid IN (SELECT t.relnamespace FROM tbl t)))
+      AND (%(relid)s::pg_catalog.oid IS NULL OR s.tablename = ANY (ARRAY(
           SELECT c.relname FROM pg_catalog.pg_class c
-          WHERE c.oid IN (SELECT oid FROM rels))))
+          WHERE c.oid IN (SELECT r.oid FROM rels r))))
 )
 SELECT a.attrelid AS starelid, a.attnum AS staattnum,
        ps.null_frac AS stanullfrac, ps.avg_width AS stawidth
 FROM pg_catalog.pg_class c
 JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
 JOIN pg_catalog.pg_attribute a
-  ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
+  ON a.attrelid = c.oid AND a.attnum > 0::smallint AND NOT a.attisdropped
 JOIN ps
   ON ps.schemaname = n.nspname AND ps.tablename = c.relname AND ps.attname = a.attname
-WHERE c.oid IN (SELECT oid FROM rels)
+WHERE c.oid IN (SELECT r.oid FROM rels r)
