@@ -55,6 +55,12 @@ Decisions (to be documented for users):
 - **Hardening**: the SQL of ``sql/`` qualifies every function and relation
   with ``pg_catalog`` and types its literals so that each operator is an exact
   match of pg_catalog's; connections pin ``search_path`` and are read-only.
+- **Streaming**: the database and schema pages (and each database of
+  GET /maintenance) read their main query from a cursor PostgreSQL keeps
+  after a short transaction (:class:`HeldRows`), :data:`ROW_BATCH` rows at a
+  time, and yield their members as the web layer encodes them: the agent
+  never holds a whole result. The schema page reads the rows twice (tables,
+  then indexes) and gives its totals after the tables.
 """
 
 from __future__ import annotations
@@ -160,6 +166,12 @@ def _stats_variant(privileged: bool) -> str:
     return "pg_statistic" if privileged else "pg_stats"
 
 
+#: the cursor of a streamed main query (one at a time per connection)
+HELD_CURSOR = "temboard_agent_rows"
+#: rows fetched per round trip from :data:`HELD_CURSOR`
+ROW_BATCH = 1000
+
+
 @functools.cache
 def _main_sql(
     name: str, privileged: bool, version: int, single: bool = False, held: bool = False
@@ -205,12 +217,6 @@ def _execute_main(cur: Any, name: str, privileged: bool, params: dict, held: boo
     version = cur.connection.server_version // 10000 * 10000  # major: few variants
     single = params.get("relid") is not None
     cur.execute(_main_sql(name, privileged, version, single, held), params)
-
-
-#: the cursor of a streamed main query (one at a time per connection)
-HELD_CURSOR = "temboard_agent_rows"
-#: rows fetched per round trip from :data:`HELD_CURSOR`
-ROW_BATCH = 1000
 
 
 class HeldRows:
