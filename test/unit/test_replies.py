@@ -226,7 +226,7 @@ def test_heavy_page_slot_given_back_early():
 
 
 def test_heavy_pages_setting():
-    assert MaintenanceSettings.from_section({}).heavy_pages == 2
+    assert MaintenanceSettings.from_section({}).heavy_pages == 8
     assert MaintenanceSettings.from_section({"heavy_pages": "5"}).heavy_pages == 5
     with pytest.raises(Exception, match="heavy_pages"):
         MaintenanceSettings.from_section({"heavy_pages": "0"})

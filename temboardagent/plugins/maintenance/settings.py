@@ -23,7 +23,7 @@ class MaintenanceSettings:
     statement_timeout: int = 30000  # ms, for read queries
     lock_timeout: int = 500  # ms, for read queries touching relations
     parallel_databases: int = 4  # concurrent per-database queries of GET /maintenance
-    heavy_pages: int = 2  # instance, database and schema pages served at once; others wait
+    heavy_pages: int = 8  # heavy pages served at once (half the HTTP threads); others wait
     # GET .../advice thresholds (see README, "Advice")
     advice_table_bloat_percent: int = 30
     advice_table_bloat_bytes: int = 100 * MIB
