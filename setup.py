@@ -20,6 +20,7 @@ setup(
     python_requires=">=3.9",
     packages=find_packages(include=["temboardagent", "temboardagent.*"]),
     package_data={
+        "temboardagent": ["sql/*.sql"],
         "temboardagent.plugins.maintenance": ["sql/*.sql"],
     },
     install_requires=[
@@ -34,6 +35,7 @@ setup(
             "requests>=2.25",
             "ruff>=0.17,<0.18",
             "schemathesis>=4,<5",
+            "selenium>=4.11",
         ],
     },
     entry_points={

@@ -8,11 +8,15 @@ Prints (no asserts):
    every 5 ms, and as logged by the task manager ("Starting task ... after its
    start time"); upstream temboard-agent 7.11 was ~1.0 s (immediate) and ~1.4 s
    (scheduled) late;
-2. p50/p95 of the /scheduled lists while a VACUUM FULL of a ~size-mb table runs;
+   beside it, the whole cost of an immediate ANALYZE through the agent (POST to
+   ``done``) against the same ANALYZE run by psycopg2 on a warm connection;
+2. p50/p95 of the /scheduled lists while a VACUUM FULL of a ~size-mb table runs,
+   beside the same lists idle (ratio busy/idle);
 3. requests/s of ``GET /maintenance/vacuum/scheduled`` over keep-alive HTTPS with
    1 and 8 clients (wrk when installed, and Python threads each with a
    ``requests.Session``), with 0, 1,000 and 100,000 finished operations in the
-   task history (upstream: ~490 and ~450 req/s).
+   task history (upstream: ~490 and ~450 req/s), beside the same Python clients
+   against the agent's bare HTTP stack (``bench.bare_server``; ratio agent/bare).
 """
 
 from __future__ import annotations
@@ -28,8 +32,12 @@ import time
 from datetime import datetime, timedelta, timezone
 
 import psycopg2
+import requests
+import urllib3
 
-from bench.common import cluster_and_agent, wrk_rps
+from bench.common import bare_server, cluster_and_agent, wrk_rps
+
+urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
 
 UTC = timezone.utc
 PENDING = ("todo", "queued")
@@ -73,18 +81,42 @@ def poll_start(agent, kind: str, ids: list[str], timeout: float = 60.0) -> dict[
     return seen
 
 
-def bench_delays(agent, n: int) -> None:
+def poll_end(agent, kind: str, op_id: str, timeout: float = 60.0) -> float:
+    """Epoch time at which the operation was first seen finished (5 ms polling)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        item = agent.get(f"/maintenance/{kind}/{op_id}").json()
+        if item["status"] not in PENDING + ("doing",):
+            return time.time()
+        time.sleep(0.005)
+    raise RuntimeError(f"{op_id} did not finish")
+
+
+def bench_delays(agent, pg, n: int) -> None:
     print(f"\n1. Start delay of {n} ANALYZE operations on small tables")
     # Immediate: requested time = when the reply arrived.
-    immediate, ids = [], []
+    immediate, ids, whole = [], [], []
     for i in range(n):
+        sent = time.time()
         resp = agent.post(f"/maintenance/{DB}/schema/public/table/d{i}/analyze", json={})
         replied = time.time()
         op_id = resp.json()["id"]
         ids.append(op_id)
         seen = poll_start(agent, "analyze", [op_id])[op_id]
         immediate.append((seen - replied) * 1000)
+        whole.append((poll_end(agent, "analyze", op_id) - sent) * 1000)
     logged_now = [v * 1000 for v in logged_delays(agent, ids).values()]
+    # Reference: the same statements on a warm connection.
+    conn = psycopg2.connect(pg.dsn(DB))
+    conn.autocommit = True
+    raw = []
+    with conn.cursor() as cur:
+        cur.execute("SELECT 1")
+        for i in range(n):
+            t = time.perf_counter()
+            cur.execute(f'ANALYZE "public"."d{i}"')
+            raw.append((time.perf_counter() - t) * 1000)
+    conn.close()
 
     # Scheduled: one per second, starting 2-3 s from now.
     base = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=3)
@@ -103,6 +135,9 @@ def bench_delays(agent, n: int) -> None:
     print(f"   immediate (from reply)             {stats(immediate)}   {stats(logged_now)}")
     print(f"   scheduled (from datetime)          {stats(scheduled)}   {stats(logged_later)}")
     print("   upstream 7.11: immediate ~1000 ms, scheduled ~1400 ms late")
+    ratio = statistics.median(whole) / statistics.median(raw)
+    print(f"   immediate ANALYZE, POST to seen done  {stats(whole)}")
+    print(f"   same ANALYZE, psycopg2 warm conn      {stats(raw)}   agent/SQL {ratio:.1f}")
 
 
 def make_big_table(pg, size_mb: int) -> int:
@@ -170,23 +205,34 @@ def bench_during_vacuum(agent, pg, size_mb: int, n: int = 200) -> None:
         if item["status"] not in ("todo", "queued", "doing"):
             break
         time.sleep(0.05)
-    print(f"   {'path':38} {'idle p50/p95 ms':>18} {'during VACUUM FULL p50/p95 ms':>32}")
+    print(
+        f"   {'path':38} {'idle p50/p95 ms':>18} {'during VACUUM FULL p50/p95 ms':>32}"
+        f" {'busy/idle p50/p95':>18}"
+    )
     for name in paths:
         (i50, i95), (b50, b95) = idle[name], busy[name]
-        print(f"   {name:38} {i50:8.1f} {i95:8.1f} {b50:15.1f} {b95:15.1f}")
+        print(
+            f"   {name:38} {i50:8.1f} {i95:8.1f} {b50:15.1f} {b95:15.1f}"
+            f" {b50 / i50:8.2f} {b95 / i95:8.2f}"
+        )
     print(
         f"   VACUUM FULL {item['status']} in {time.monotonic() - started:.1f} s"
         f" (still running at the end of the measurement: {still == 'doing'})"
     )
 
 
-def requests_rps(agent, url: str, clients: int, seconds: float) -> float:
+def requests_rps(agent, url: str, clients: int, seconds: float, bare: bool = False) -> float:
     counts = [0] * clients
     stop = time.monotonic() + seconds
     errors = []
 
     def loop(i: int) -> None:
-        s = agent.new_session()
+        if bare:
+            s = requests.Session()
+            s.trust_env = False  # REQUESTS_CA_BUNDLE would override verify
+            s.verify = False
+        else:
+            s = agent.new_session()
         s.headers["X-Session"] = agent.session_id
         while time.monotonic() < stop:
             resp = s.get(url)
@@ -242,7 +288,7 @@ def add_history(agent, rows: int) -> None:
     agent.login()
 
 
-def bench_throughput(agent, seconds: int) -> None:
+def bench_throughput(agent, seconds: int, bare_port: int) -> None:
     print(
         f"\n3. GET /maintenance/vacuum/scheduled, keep-alive HTTPS, {seconds} s per figure"
         " (3 pending operations listed)"
@@ -254,9 +300,10 @@ def bench_throughput(agent, seconds: int) -> None:
         )
     url = agent.url + "/maintenance/vacuum/scheduled"
     history_url = agent.url + "/maintenance/vacuum/history"
+    bare_url = f"https://127.0.0.1:{bare_port}/maintenance/vacuum/scheduled"
     print(
         f"   {'history rows':>12} {'clients':>8} {'wrk req/s':>10} {'requests req/s':>15}"
-        f" {'history wrk req/s':>18}"
+        f" {'history wrk req/s':>18} {'bare requests req/s':>20} {'agent/bare':>11}"
     )
     total = 0
     for rows in (0, 1000, 100_000):
@@ -268,9 +315,13 @@ def bench_throughput(agent, seconds: int) -> None:
             wrk = wrk_rps(url, headers, clients, seconds)
             hist = wrk_rps(history_url, headers, clients, seconds)
             py = requests_rps(agent, url, clients, seconds)
+            bare = requests_rps(agent, bare_url, clients, seconds, bare=True)
             wrk_text = f"{wrk:10.0f}" if wrk is not None else f"{'n/a':>10}"
             hist_text = f"{hist:18.0f}" if hist is not None else f"{'n/a':>18}"
-            print(f"   {rows:>12} {clients:>8} {wrk_text} {py:15.0f} {hist_text}")
+            print(
+                f"   {rows:>12} {clients:>8} {wrk_text} {py:15.0f} {hist_text}"
+                f" {bare:20.0f} {py / bare:11.2f}"
+            )
     print("   upstream 7.11: ~490 req/s (1 client), ~450 req/s (8 clients); target >= 1,500")
 
 
@@ -299,11 +350,12 @@ def main() -> None:
         conn.close()
         print(f"CPUs: {__import__('os').cpu_count()} (client, agent and PostgreSQL share them)")
         if "1" not in skip:
-            bench_delays(agent, args.ops)
+            bench_delays(agent, pg, args.ops)
         if "2" not in skip:
             bench_during_vacuum(agent, pg, args.size_mb)
         if "3" not in skip:
-            bench_throughput(agent, args.seconds)
+            with bare_server() as bare_port:
+                bench_throughput(agent, args.seconds, bare_port)
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ import shutil
 import ssl
 import statistics
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -14,7 +15,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
-from temboardagent.embedded import throwaway_cluster
+from temboardagent.embedded import free_port, make_self_signed_cert, throwaway_cluster
 from test.func.agentproc import AgentProcess
 
 
@@ -35,6 +36,45 @@ def cluster_and_agent(plugins: str = '["maintenance"]', extra_conf: str = "") ->
             finally:
                 agent.stop()
     finally:
+        shutil.rmtree(base, ignore_errors=True)
+
+
+@contextmanager
+def bare_server(threads: int = 16) -> Iterator[int]:
+    """A started :mod:`bench.bare_server` process (the agent's HTTP stack alone); its port."""
+    base = Path(tempfile.mkdtemp(prefix="tbagent-bare-"))
+    cert, key = base / "bare.pem", base / "bare.key"
+    make_self_signed_cert(cert, key)
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bench.bare_server", "--port", str(port),
+         "--cert", str(cert), "--key", str(key), "--threads", str(threads)],
+        cwd=Path(__file__).resolve().parents[1],
+    )  # fmt: skip
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                conn = http.client.HTTPSConnection("127.0.0.1", port, context=ctx, timeout=5)
+                conn.request("GET", "/")
+                conn.getresponse().read()
+                conn.close()
+                break
+            except OSError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError("bare server did not start") from None
+                time.sleep(0.05)
+        yield port
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
         shutil.rmtree(base, ignore_errors=True)
 
 

@@ -3,11 +3,15 @@
 Starts a TaskManager on a throwaway SQLite file with a no-op worker,
 schedules 10 tasks 0.3 s in the future and 10 immediate ones, and prints the
 median and max delay of each group, plus the cost of schedule() itself
-(a committed, fsynced insert). Figures only, no asserts.
+(a committed, fsynced insert). Side by side, with ratios: plain threading.Timer
+wake-ups for the same requested times (the floor of any scheduler in this
+process), and the same insert+commit through sqlite3 on a WAL file with
+synchronous=FULL. Figures only, no asserts.
 """
 
 from __future__ import annotations
 
+import sqlite3
 import statistics
 import sys
 import tempfile
@@ -59,18 +63,65 @@ def main() -> None:
             tm.stop()
             tm.store.close()
 
-    print(f"{'group':<18} {'tasks':>5} {'median ms':>10} {'max ms':>8}")
+    timer = timer_delays()
+    insert = sqlite_insert_ms()
+    print(f"{'group':<18} {'tasks':>5} {'median ms':>10} {'max ms':>8} {'reference median':>17} "
+          f"{'ratio':>6}")  # fmt: skip
     for name, tasks in groups.items():
         delays = [(ran[t.id] - t.start).total_seconds() * 1000 for t in tasks if t.id in ran]
         missing = len(tasks) - len(delays)
+        ref = statistics.median(timer[name])
         print(
             f"{name:<18} {len(delays):>5} {statistics.median(delays):>10.2f} "
-            f"{max(delays):>8.2f}" + (f"  ({missing} never ran)" if missing else "")
+            f"{max(delays):>8.2f} {ref:>17.2f} {statistics.median(delays) / ref:>6.1f}"
+            + (f"  ({missing} never ran)" if missing else "")
         )
+    ref = statistics.median(insert)
     print(
         f"{'schedule() call':<18} {len(schedule_ms):>5} "
-        f"{statistics.median(schedule_ms):>10.2f} {max(schedule_ms):>8.2f}"
+        f"{statistics.median(schedule_ms):>10.2f} {max(schedule_ms):>8.2f} {ref:>17.2f} "
+        f"{statistics.median(schedule_ms) / ref:>6.1f}"
     )
+    print("references: threading.Timer wake-up delay; sqlite3 insert+commit (WAL, FULL)")
+
+
+def timer_delays() -> dict[str, list[float]]:
+    """Delay (ms) of threading.Timer callbacks asked for the same times as the tasks."""
+    delays: dict[str, list[float]] = {"future (+0.3 s)": [], "immediate": []}
+    lock = threading.Lock()
+    timers = []
+
+    def fire(group: str, wanted: float) -> None:
+        with lock:
+            delays[group].append((time.monotonic() - wanted) * 1000)
+
+    for group, offset in (("future (+0.3 s)", FUTURE.total_seconds()), ("immediate", 0.0)):
+        for _ in range(COUNT):
+            wanted = time.monotonic() + offset
+            timer = threading.Timer(offset, fire, (group, wanted))
+            timer.start()
+            timers.append(timer)
+    for timer in timers:
+        timer.join(10)
+    return delays
+
+
+def sqlite_insert_ms() -> list[float]:
+    """Time (ms) of a committed insert into a WAL SQLite file, synchronous=FULL."""
+    times = []
+    with tempfile.TemporaryDirectory() as tmp:
+        conn = sqlite3.connect(Path(tmp) / "ref.db", isolation_level=None)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=FULL")
+        conn.execute("CREATE TABLE t (id TEXT PRIMARY KEY, target TEXT, start INTEGER)")
+        for i in range(2 * COUNT):
+            t0 = time.perf_counter()
+            conn.execute("BEGIN IMMEDIATE")
+            conn.execute("INSERT INTO t VALUES (?, ?, ?)", (f"{i:08x}", '{"n": 1}', i))
+            conn.execute("COMMIT")
+            times.append((time.perf_counter() - t0) * 1000)
+        conn.close()
+    return times
 
 
 if __name__ == "__main__":

@@ -6,6 +6,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash dev/setup.sh
+if [[ ${TEMBOARD_TEST_PG:-} =~ ^[0-9]+$ ]]; then  # the demo on another PostgreSQL version
+    bash dev/pg-binaries.sh "$TEMBOARD_TEST_PG" >/dev/null
+fi
 if [ $# -eq 0 ]; then
     set -- --demo demo
 fi

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Install what the agent and its tests need on a fresh Debian machine:
-# PostgreSQL 15 server binaries, openssl, and a virtualenv in .venv with the project.
+# PostgreSQL 15 server binaries, openssl, and a virtualenv in .venv with the project;
+# for the end-to-end tests (test/e2e): Chromium and its driver, and the temboard UI 7.11
+# in its own virtualenv (cached outside the work tree, see test/e2e/harness.py).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -15,6 +17,8 @@ have_pg || missing+=(postgresql-15 libpq-dev)
 command -v openssl >/dev/null || missing+=(openssl)
 command -v runuser >/dev/null || missing+=(util-linux)
 python3 -c 'import venv, ensurepip' 2>/dev/null || missing+=(python3-venv)
+[ -x /usr/bin/chromium ] || missing+=(chromium)
+[ -x /usr/bin/chromedriver ] || missing+=(chromium-driver)
 if [ ${#missing[@]} -gt 0 ]; then
     if [ "$(id -u)" -ne 0 ]; then
         echo "Missing system packages: ${missing[*]} (install them as root)" >&2
@@ -34,3 +38,18 @@ if [ ! -f "$stamp" ] || [ setup.py -nt "$stamp" ]; then
     .venv/bin/pip install -q -e '.[test]'
     touch "$stamp"
 fi
+
+# The temboard UI 7.11 for test/e2e (needs Python 3.11 and PyPI the first time); a
+# failure only stops the set-up in CI, where the e2e tests must run.
+.venv/bin/python - <<'PY'
+import os
+import sys
+
+from test.e2e.harness import MissingPrerequisite, ensure_ui_venv, ui_venv_dir
+
+try:
+    ensure_ui_venv(ui_venv_dir())
+except MissingPrerequisite as exc:
+    print(f"temboard UI for the e2e tests: {exc}", file=sys.stderr)
+    sys.exit(1 if os.environ.get("CI", "").lower() in ("1", "true", "yes") else 0)
+PY

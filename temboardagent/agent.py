@@ -14,7 +14,9 @@ from .auth.gate import Gate
 from .auth.sessions import SessionStore
 from .auth.throttle import LoginThrottle
 from .auth.users import UsersFile
+from .cluster import system_identifier
 from .config import AgentConfig, load_config
+from .homelock import lock_home
 from .log import setup_logging
 from .plugins import ConflictKey, Plugin, RouteHandler, load_plugins
 from .postgres import Postgres
@@ -48,8 +50,11 @@ class AgentPluginContext:
         *,
         conflict_keys: Callable[[Task], Iterable[ConflictKey]],
         cancel: Callable[[Task], None] | None = None,
+        recover: Callable[[list[Task]], None] | None = None,
     ) -> None:
-        self.agent.tasks.register_worker(name, run, conflict_keys=conflict_keys, cancel=cancel)
+        self.agent.tasks.register_worker(
+            name, run, conflict_keys=conflict_keys, cancel=cancel, recover=recover
+        )
 
     def connect(self, dbname: str | None = None, **kwargs: Any) -> AbstractContextManager:
         return self.agent.postgres.connect(dbname, **kwargs)
@@ -61,6 +66,9 @@ class Agent:
     def __init__(self, config: AgentConfig) -> None:
         self.config = config
         tb = config.temboard
+        # First of all: nothing below may open the home's SQLite files or touch
+        # PostgreSQL while another agent owns this home.
+        self.home_lock = lock_home(tb.home)
         pg = config.postgresql
         self.postgres = Postgres(
             pg.host, pg.port, pg.user, pg.password, pg.dbname,
@@ -74,6 +82,7 @@ class Agent:
             tb.home / "tasks.sqlite",
             workers=tb.workers,
             retention=timedelta(seconds=tb.task_retention),
+            identity=self.system_identifier,
         )
         self.web = WebApp(Gate(self.sessions, tb.key), tb.max_body_size)
         core_routes.register(self)
@@ -89,9 +98,15 @@ class Agent:
             tb.ssl_ca_cert_file,
             threads=tb.http_threads,
             timeout=tb.socket_timeout,
+            max_body_size=tb.max_body_size,
         )
         self._stop = threading.Event()
         self._reload = threading.Event()
+
+    def system_identifier(self) -> str | None:
+        """The connected cluster's system identifier (recorded on each task)."""
+        with self.postgres.connect() as conn:
+            return system_identifier(conn)
 
     def reload(self) -> None:
         """SIGHUP: reload the users file and logging."""
@@ -105,9 +120,17 @@ class Agent:
             logger.error("Reload failed, keeping previous settings: %s", exc)
 
     def serve(self) -> None:
-        """Start tasks and HTTPS; block until SIGTERM/SIGINT, then stop cleanly."""
-        self.tasks.start()
+        """Listen, start tasks, serve HTTPS; block until SIGTERM/SIGINT, then stop.
+
+        The port is bound before the task manager starts (recovery of the
+        previous run, scheduler), so a start that cannot listen changes nothing.
+        """
         self.server.prepare()
+        try:
+            self.tasks.start()
+        except BaseException:
+            self.server.stop()  # its thread pool would keep the process alive
+            raise
         thread = threading.Thread(target=self.server.serve, name="https", daemon=True)
         thread.start()
         tb = self.config.temboard
@@ -146,4 +169,5 @@ class Agent:
                 logger.exception("Error while unloading plugin %s.", plugin.name)
         self.sessions.close()
         self.postgres.close()
+        self.home_lock.release()
         logger.info("Stopped.")

@@ -6,6 +6,7 @@ import argparse
 import getpass
 import logging
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -31,6 +32,14 @@ def _config_path(arg: str | None) -> Path:
 def _fail(message: str) -> int:
     print(f"temboard-agent: error: {message}", file=sys.stderr)
     return 1
+
+
+def _os_reason(exc: OSError) -> str:
+    """``Address already in use`` rather than cheroot's "No socket could be created -- (...)"."""
+    if exc.strerror:
+        return exc.strerror
+    found = re.findall(r"\[Errno \d+\] ([^)]*)", str(exc))
+    return found[-1] if found else str(exc)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -83,7 +92,7 @@ def serve(path: Path, overrides: dict) -> int:
         agent.serve()
     except OSError as exc:
         tb = config.temboard
-        return _fail(f"cannot listen on {tb.address}:{tb.port}: {exc.strerror or exc}")
+        return _fail(f"cannot listen on {tb.address}:{tb.port}: {_os_reason(exc)}")
     return 0
 
 

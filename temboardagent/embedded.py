@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import pwd
+import re
 import shutil
 import socket
 import subprocess
@@ -15,20 +16,84 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
+#: Environment variable choosing the PostgreSQL of throwaway clusters (tests, benchmarks,
+#: demo): a major version (``13``) or a bindir. Unset: the distribution's (``pg_config``).
+VERSION_ENV = "TEMBOARD_TEST_PG"
 
-def find_bindir() -> Path:
-    """Folder of the PostgreSQL server binaries, from ``pg_config --bindir``."""
-    candidates = []
+
+def binaries_cache() -> Path:
+    """Where ``dev/pg-binaries.sh`` unpacks PostgreSQL builds, one folder per npm version."""
+    if os.environ.get("TEMBOARD_PG_CACHE"):
+        return Path(os.environ["TEMBOARD_PG_CACHE"])
+    if os.geteuid() == 0:
+        return Path("/var/cache/temboard-agent/postgresql")
+    xdg = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(xdg) / "temboard-agent" / "postgresql"
+
+
+def _has_server(path: Path) -> bool:
+    return (path / "initdb").exists() and (path / "pg_ctl").exists()
+
+
+def _version_key(name: str) -> tuple[int, ...]:
+    return tuple(int(n) for n in re.findall(r"\d+", name))
+
+
+def _pg_config_bindir() -> Path | None:
     try:
         out = subprocess.run(
             ["pg_config", "--bindir"], capture_output=True, text=True, check=True
         ).stdout.strip()
-        candidates.append(Path(out))
     except (OSError, subprocess.CalledProcessError):
-        pass
+        return None
+    return Path(out) if out and _has_server(Path(out)) else None
+
+
+def _bindir_major(bindir: Path) -> str:
+    """Major version of the binaries in ``bindir`` ("15"), from ``initdb --version``."""
+    out = subprocess.run(
+        [str(bindir / "initdb"), "--version"], capture_output=True, text=True
+    ).stdout
+    match = re.search(r"\) (\d+)", out)
+    return match.group(1) if match else ""
+
+
+def find_bindir(version: str | None = None) -> Path:
+    """Folder of the PostgreSQL server binaries (initdb, pg_ctl, postgres).
+
+    ``version`` (default: ``$TEMBOARD_TEST_PG``) is a major version or a bindir. A major
+    is looked up in ``pg_config --bindir``, ``/usr/lib/postgresql/<major>/bin``, then the
+    cache filled by ``dev/pg-binaries.sh <major>`` (newest build of that major). Without
+    one, the distribution's binaries are used.
+    """
+    if version is None:
+        version = os.environ.get(VERSION_ENV, "").strip()
+    if version and not version.isdigit():
+        path = Path(version)
+        if _has_server(path):
+            return path
+        raise RuntimeError(f"{VERSION_ENV}={version}: no initdb and pg_ctl in that folder")
+    if version:
+        configured = _pg_config_bindir()
+        if configured and _bindir_major(configured) == version:
+            return configured
+        candidates = [Path(f"/usr/lib/postgresql/{version}/bin")]
+        builds = sorted(
+            binaries_cache().glob(f"{version}.*/bin"),
+            key=lambda p: _version_key(p.parent.name),
+            reverse=True,
+        )
+        candidates += [b for b in builds if (b.parent / ".complete").exists()]
+        for path in candidates:
+            if _has_server(path):
+                return path
+        raise RuntimeError(
+            f"PostgreSQL {version} binaries not found: run dev/pg-binaries.sh {version}"
+        )
+    candidates = [p for p in [_pg_config_bindir()] if p]
     candidates += sorted(Path("/usr/lib/postgresql").glob("*/bin"), reverse=True)
     for path in candidates:
-        if (path / "initdb").exists() and (path / "pg_ctl").exists():
+        if _has_server(path):
             return path
     raise RuntimeError("PostgreSQL server binaries not found (pg_config --bindir has no initdb)")
 

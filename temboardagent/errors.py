@@ -29,6 +29,12 @@ class Unauthorized(HTTPError):
     status = 401
 
 
+class Forbidden(HTTPError):
+    """PostgreSQL does not let the agent's role do it."""
+
+    status = 403
+
+
 class NotFound(HTTPError):
     status = 404
 

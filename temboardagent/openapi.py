@@ -12,6 +12,7 @@ from functools import lru_cache
 from typing import Any
 
 from . import __version__
+from .plugins.maintenance.versions import MIN_VERSION, TABLE_STATS_COLUMNS, major
 
 KINDS = ("vacuum", "analyze", "reindex")
 OP_ID = {"type": "string", "pattern": "^[0-9a-f]{8}$", "example": "229cc880"}
@@ -130,7 +131,11 @@ TABLE_FIELDS = {
     "n_indexes": {"type": "integer"},
     "locked": LOCKED,
     "name": {"type": "string"},
-    "row_estimate": NUM,
+    "row_estimate": {
+        **NUM,
+        "description": "pg_class.reltuples; -1 when the table was never vacuumed nor "
+        "analyzed (also on PostgreSQL 12 and 13, where reltuples is 0 then)",
+    },
     "table_bytes": INT,
     "table_size": STR,
     "toast_bytes": INT,
@@ -138,14 +143,27 @@ TABLE_FIELDS = {
     "total_bytes": INT,
     "total_size": STR,
 }
-STAT_TIMESTAMPS = ("last_analyze", "last_autoanalyze", "last_autovacuum", "last_vacuum")
-#: pg_stat_all_tables columns that only some PostgreSQL versions have
-STAT_OPTIONAL = {"n_ins_since_vacuum": INT}
-STAT_COUNTERS = (
-    "analyze_count", "autoanalyze_count", "autovacuum_count", "vacuum_count", "idx_scan",
-    "idx_tup_fetch", "n_dead_tup", "n_live_tup", "n_mod_since_analyze", "n_tup_del",
-    "n_tup_hot_upd", "n_tup_ins", "n_tup_upd", "seq_scan", "seq_tup_read",
-)  # fmt: skip
+
+
+def _table_stat_fields() -> dict[str, dict]:
+    """The table page's ``pg_stat_all_tables`` fields: the same on every version."""
+    fields = {}
+    for col in TABLE_STATS_COLUMNS:
+        if col.sql_type in ("oid", "name"):
+            schema: dict[str, Any] = {"type": "string"}
+        elif col.sql_type == "timestamptz":
+            schema = {**STR, "description": "PostgreSQL timestamptz text"}
+        else:
+            schema = dict(NUM if col.sql_type == "float8" else INT)
+        notes = [col.description] if col.description else []
+        if col.since > MIN_VERSION:
+            notes.append(f"null before PostgreSQL {major(col.since)}")
+        if notes:
+            schema["description"] = "; ".join([schema.get("description", "")] + notes).lstrip("; ")
+        fields[col.name] = schema
+    return fields
+
+
 LIST_ITEM = {
     "id": OP_ID,
     "dbname": {"type": "string"},
@@ -264,6 +282,31 @@ HISTORY_ITEM = {
     "finished": {"type": ["string", "null"], "pattern": DATETIME["pattern"]},
     "duration": NUM,
     "error": STR,
+    "notices": {
+        "type": "array",
+        "items": {"type": "string"},
+        "maxItems": 100,
+        "description": (
+            "extension: messages PostgreSQL sent while the operation ran (first 100, each cut "
+            'to 1000 characters), e.g. \'WARNING:  skipping "t" --- only table or database owner '
+            "can vacuum it'"
+        ),
+    },
+    "skipped": {
+        "type": "array",
+        "maxItems": 1000,
+        "items": _obj({"relation": {"type": "string"}, "reason": {"type": "string"}}),
+        "description": (
+            "extension: relations PostgreSQL skipped (schema.name when the name is unique in "
+            "the database) with its message. A single table or index skipped fails the "
+            "operation; a database-wide one fails only when a relation the role may process "
+            "was skipped (lock not available), not for those it may not process"
+        ),
+    },
+    "skipped_count": {
+        "type": "integer",
+        "description": "extension: number of skipped relations (skipped keeps the first 1000)",
+    },
 }
 
 SCHEMAS: dict[str, Any] = {
@@ -271,7 +314,7 @@ SCHEMAS: dict[str, Any] = {
         {
             "error": {"type": "string"},
             "id": {**OP_ID, "description": "the pending duplicate (409 of a POST)"},
-            "retry_after": {"type": "number", "description": "seconds (429 of /login)"},
+            "retry_after": {"type": "number", "description": "seconds (429)"},
         },
         required=["error"],
         extra=False,
@@ -296,6 +339,24 @@ SCHEMAS: dict[str, Any] = {
             "pg_data": STR,
             "pg_block_size": {"type": "integer"},
             "plugins": {"type": "array", "items": {"type": "string"}},
+            "privileges": _obj(
+                {
+                    "role": {"type": "string", "description": "the agent's PostgreSQL role"},
+                    "superuser": {"type": "boolean"},
+                    "pg_monitor": {"type": "boolean", "description": "uses pg_monitor's rights"},
+                    "pg_maintain": {
+                        "type": "boolean",
+                        "description": "uses pg_maintain's rights (PostgreSQL 17+)",
+                    },
+                    "can_read_statistics": {
+                        "type": "boolean",
+                        "description": (
+                            "reads every table's column statistics (pg_statistic); otherwise "
+                            "bloat is estimated only for tables the role may SELECT"
+                        ),
+                    },
+                },
+            ),
         }
     ),
     "Instance": _obj(
@@ -308,7 +369,19 @@ SCHEMAS: dict[str, Any] = {
             "instance": _obj({"total_bytes": NUM, "total_size": STR}),
         }
     ),
-    "DatabaseSummary": _obj({"datname": {"type": "string"}, **SIZE_FIELDS}),
+    "DatabaseSummary": _obj(
+        {
+            "datname": {"type": "string"},
+            **SIZE_FIELDS,
+            "reason": {
+                "type": ["string", "null"],
+                "description": (
+                    "extension: why the figures are null (database closed to connections, "
+                    "connection refused to the agent's role, unreachable); null otherwise"
+                ),
+            },
+        }
+    ),
     "Database": _obj(
         {
             "schemas": {"type": "array", "items": _ref("SchemaSummary")},
@@ -330,13 +403,9 @@ SCHEMAS: dict[str, Any] = {
     "Table": _obj(
         {
             **{name: schema for name, schema in TABLE_FIELDS.items() if name != "n_indexes"},
-            **{name: STR for name in STAT_TIMESTAMPS},
-            **{name: INT for name in STAT_COUNTERS},
+            **_table_stat_fields(),
             "fillfactor": {"type": "integer"},
             "indexes": {"type": "array", "items": _ref("Index")},
-            "relid": {"type": "string"},
-            "relname": {"type": "string"},
-            "schemaname": {"type": "string"},
         }
     ),
     "VacuumRequest": {
@@ -369,7 +438,23 @@ SCHEMAS: dict[str, Any] = {
             },
         }
     ),
-    "ScheduledOperation": _obj(LIST_ITEM),
+    "ScheduledOperation": {
+        **_obj(
+            {
+                **LIST_ITEM,
+                "status": {
+                    "type": "string",
+                    "enum": STATUSES,
+                    "description": "todo, queued or doing while pending; done, failed, "
+                    "canceled or aborted for an operation finished in the last "
+                    "[maintenance] finished_visible seconds (default 12), listed so "
+                    "that polling clients see it end",
+                },
+            }
+        ),
+        "description": "Pending and running operations, and those finished in the last "
+        "finished_visible seconds, ordered by datetime",
+    },
     "Activity": _obj(
         ACTIVITY_ITEM, required=sorted(name for name in ACTIVITY_ITEM if name != "wraparound")
     ),
@@ -377,17 +462,19 @@ SCHEMAS: dict[str, Any] = {
     "Canceled": _obj({"response": {"const": "ok"}}, extra=False),
 }
 
-SCHEMAS["Table"]["properties"].update(STAT_OPTIONAL)
-
 ERROR_TEXT = {
     "400": "Invalid JSON body.",
     "401": "Invalid session, key or credentials.",
+    "403": (
+        'The agent\'s PostgreSQL role may not do this, e.g. role "x" may not VACUUM public.t '
+        "(owner: y), or may not connect to the database."
+    ),
     "404": "Unknown route or object.",
     "405": "Method not allowed.",
     "406": "Malformed header or parameter, e.g. Parameter 'X-Session' is malformed.",
     "409": "Conflict: duplicate pending operation, or operation already finished.",
     "413": "Request body too large.",
-    "429": "Too many failed logins; retry later.",
+    "429": "Too many failed logins or invalid keys from this address; retry later.",
     "500": "Internal error.",
     "503": "PostgreSQL is unreachable or canceled the query.",
     "504": "A read took longer than [maintenance] statement_timeout; PostgreSQL canceled it.",
@@ -415,10 +502,10 @@ KEY_HEADER = {
     "schema": {"type": "string"},
 }
 PARAM_TEXT = {
-    "dbname": "Database name (percent-encoded)",
-    "schema": "Schema name (percent-encoded)",
-    "table": "Table name (percent-encoded)",
-    "index": "Index name (percent-encoded)",
+    "dbname": "Database name, percent-encoded (``/`` as ``%2F``)",
+    "schema": "Schema name, percent-encoded (``/`` as ``%2F``)",
+    "table": "Table name, percent-encoded (``/`` as ``%2F``)",
+    "index": "Index name, percent-encoded (``/`` as ``%2F``)",
     "operation": "Operation id",
 }
 
@@ -463,6 +550,7 @@ def _operation(
         security.append({"session": []})
         codes |= {"401", "406"}
     if auth == "key":
+        codes |= {"429"}  # invalid keys are throttled per address
         params += [KEY_QUERY, KEY_HEADER]
         security += [{"key": []}, {"keyHeader": []}]
     if body is not None:
@@ -525,7 +613,7 @@ def operations() -> list[tuple[str, str, dict]]:
     schema = db + "/schema/{schema}"
     table = schema + "/table/{table}"
     index = schema + "/index/{index}"
-    read_errors = ("404", "409", "503", "504")
+    read_errors = ("403", "404", "409", "503", "504")
     ops += [
         _operation("GET", "/maintenance", "Instance and databases sizes", _ref("Instance"),
                    auth="key", errors=("503", "504")),
@@ -559,7 +647,7 @@ def operations() -> list[tuple[str, str, dict]]:
                    _ref("Advice"), auth="key", errors=read_errors),
     ]  # fmt: skip
     scheduled = {"type": "array", "items": _ref("ScheduledOperation")}
-    post_errors = ("404", "406", "409", "503", "504")
+    post_errors = ("403", "404", "406", "409", "503", "504")
     list_errors = ("404", "503", "504")
     history_params = [
         {"name": "db", "in": "query", "required": False, "schema": {"type": "string"},
@@ -578,7 +666,8 @@ def operations() -> list[tuple[str, str, dict]]:
         links = _links_to_operation(kind)
         ops += [
             _operation("GET", f"/maintenance/{kind}/scheduled",
-                       f"Pending and running {label} operations", scheduled, auth="key"),
+                       f"Pending, running and just finished {label} operations", scheduled,
+                       auth="key"),
             _operation("GET", f"/maintenance/{kind}/history", f"{label} operations, newest first",
                        {"type": "array", "items": _ref("Operation")}, auth="key",
                        errors=("406",), parameters=history_params),

@@ -27,7 +27,14 @@ import psycopg2
 import psycopg2.errors
 import psycopg2.extensions
 
-from .errors import Conflict, GatewayTimeout, HTTPError, NotFound, ServiceUnavailable
+from .errors import (
+    Conflict,
+    Forbidden,
+    GatewayTimeout,
+    HTTPError,
+    NotFound,
+    ServiceUnavailable,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -45,6 +52,7 @@ _IS_TEMPLATE = (
 
 _MISSING_DB = re.compile(r'database "(.*)" does not exist', re.S)  # names may hold newlines
 _REFUSING_DB = re.compile(r'database "(.*)" is not currently accepting connections')
+_DENIED_DB = re.compile(r'permission denied for database "(.*)"')
 
 
 def is_statement_timeout(exc: Exception) -> bool:
@@ -78,6 +86,9 @@ def map_postgres_error(exc: Exception) -> HTTPError:
         refusing = _REFUSING_DB.search(text)
         if refusing:
             return Conflict(f"Database '{refusing.group(1)}' does not accept connections.")
+        denied = _DENIED_DB.search(text)
+        if denied:  # no CONNECT privilege
+            return Forbidden(f"PostgreSQL refused: {denied.group(0)}")
         return ServiceUnavailable("PostgreSQL is unavailable.")
     return HTTPError("Internal error.", status=500)
 
@@ -105,10 +116,11 @@ def _close_quietly(conn: Any) -> None:
 def _has_input(conn: Any) -> bool:
     """Whether an idle connection received anything: the server closed it, mostly."""
     try:
-        readable, _, _ = select.select([conn.fileno()], [], [], 0)
+        poller = select.poll()  # no FD_SETSIZE limit, unlike select()
+        poller.register(conn.fileno(), select.POLLIN)
+        return bool(poller.poll(0))
     except (OSError, ValueError, psycopg2.Error):
         return True
-    return bool(readable)
 
 
 class Postgres:

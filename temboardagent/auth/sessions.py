@@ -3,7 +3,8 @@
 Lookups are served from memory; the SQLite file keeps sessions across agent
 restarts. Expiry extensions are written lazily (at most every ``PERSIST_EVERY``
 seconds per session), so an idle session may expire up to that much earlier
-after a restart than before it.
+after a restart than before it. Expired sessions are purged from memory and
+the file every ``PURGE_EVERY`` seconds (checked on each create/validate).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from ..errors import ConfigError
 
 SESSION_RE = re.compile(r"^[0-9a-f]{64}$")
 PERSIST_EVERY = 60.0
+PURGE_EVERY = 60.0  # seconds between two purges of expired sessions
 
 
 def _digest(session_id: str) -> str:
@@ -42,6 +44,7 @@ class SessionStore:
         self._clock = clock
         self._lock = threading.Lock()
         self._sessions: dict[str, _Session] = {}
+        self._last_purge = clock()
         try:
             self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
             self._db.execute("PRAGMA journal_mode=WAL")
@@ -60,9 +63,11 @@ class SessionStore:
 
     def create(self, username: str) -> str:
         session_id = secrets.token_hex(32)
-        expires = self._clock() + self.expiry
+        now = self._clock()
+        expires = now + self.expiry
         digest = _digest(session_id)
         with self._lock:
+            self._maybe_purge(now)
             self._db.execute(
                 "INSERT INTO sessions (digest, username, expires) VALUES (?, ?, ?)",
                 (digest, username, expires),
@@ -75,6 +80,7 @@ class SessionStore:
         digest = _digest(session_id)
         now = self._clock()
         with self._lock:
+            self._maybe_purge(now)
             session = self._sessions.get(digest)
             if session is None:
                 return None
@@ -102,10 +108,31 @@ class SessionStore:
         """Forget expired sessions; returns how many."""
         now = self._clock()
         with self._lock:
-            expired = [d for d, s in self._sessions.items() if s.expires <= now]
-            for digest in expired:
-                del self._sessions[digest]
-            self._db.execute("DELETE FROM sessions WHERE expires <= ?", (now,))
+            return self._purge(now)
+
+    def __len__(self) -> int:
+        return len(self._sessions)
+
+    def _maybe_purge(self, now: float) -> None:
+        # Called with self._lock held.
+        if now - self._last_purge >= PURGE_EVERY:
+            self._purge(now)
+
+    def _purge(self, now: float) -> int:
+        # Called with self._lock held.
+        self._last_purge = now
+        expired = [d for d, s in self._sessions.items() if s.expires <= now]
+        for digest in expired:
+            del self._sessions[digest]
+        # A live session's row may lag its in-memory expiry: persist it first.
+        live = [d for d, s in self._sessions.items() if s.persisted_expires <= now]
+        for digest in live:
+            session = self._sessions[digest]
+            self._db.execute(
+                "UPDATE sessions SET expires = ? WHERE digest = ?", (session.expires, digest)
+            )
+            session.persisted_expires = session.expires
+        self._db.execute("DELETE FROM sessions WHERE expires <= ?", (now,))
         return len(expired)
 
     def close(self) -> None:

@@ -69,8 +69,14 @@ class PluginContext(Protocol):
         *,
         conflict_keys: Callable[[Task], Iterable[ConflictKey]],
         cancel: Callable[[Task], None] | None = None,
+        recover: Callable[[list[Task]], None] | None = None,
     ) -> None:
-        """Register a task worker by name; see :mod:`temboardagent.tasks`."""
+        """Register a task worker by name; see :mod:`temboardagent.tasks`.
+
+        ``recover`` is called when the agent starts with the worker's tasks left
+        ``doing`` by a previous process (crash, kill -9), before they are marked
+        ``aborted``; it must not block (start a thread for slow work).
+        """
 
     def connect(
         self,

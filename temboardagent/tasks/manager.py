@@ -9,6 +9,11 @@ database-wide task is not starved by a stream of table tasks).
 Every state change is a conditional UPDATE in SQLite, so a task canceled while
 the scheduler picks it never runs, and a late worker never overwrites an
 ``aborted`` row.
+
+A run that returns normally is ``done`` even if a cancel (or the agent's stop)
+was requested meanwhile: the work was done. A run that raises is ``canceled``
+(``aborted`` at shutdown) when a cancel was requested, ``failed`` otherwise;
+:class:`TaskAborted` makes it ``aborted`` whatever happened.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ from .model import (
     FINISHED,
     ID_RE,
     Task,
+    TaskAborted,
     TaskFinished,
     TaskNotFound,
     as_utc,
@@ -49,6 +55,8 @@ ConflictKey = tuple
 RunFunc = Callable[["TaskContext"], "str | None"]
 ConflictKeysFunc = Callable[[Task], Iterable[ConflictKey]]
 CancelFunc = Callable[[Task], None]
+RecoverFunc = Callable[[list[Task]], None]
+IdentityFunc = Callable[[], "str | None"]
 
 
 class UnknownWorker(ValueError, KeyError):
@@ -95,6 +103,11 @@ class TaskContext:
         self._store.set_output(self.task.id, text)
         self.task = replace(self.task, output=text)
 
+    def set_details(self, details: Mapping[str, Any] | None) -> None:
+        """Record a JSON object on the row (committed), e.g. PostgreSQL's notices."""
+        self._store.set_details(self.task.id, details)
+        self.task = replace(self.task, details=None if details is None else dict(details))
+
 
 @dataclass(frozen=True)
 class WorkerSpec:
@@ -104,6 +117,9 @@ class WorkerSpec:
     run: RunFunc
     conflict_keys: ConflictKeysFunc
     cancel: CancelFunc | None = None
+    #: called by start() with this worker's tasks still ``doing`` from a previous
+    #: process, before they are marked ``aborted`` (e.g. to cancel their backends)
+    recover: RecoverFunc | None = None
 
 
 @dataclass
@@ -127,12 +143,16 @@ class TaskManager:
         *,
         workers: int = 4,
         retention: timedelta = timedelta(days=7),
+        identity: IdentityFunc | None = None,
     ) -> None:
+        """``identity`` returns the PostgreSQL system identifier recorded on each
+        new task (None when unknown); see :class:`TaskAborted`."""
         if workers < 1:
             raise ValueError("workers must be at least 1")
         self.path = Path(path)
         self.size = workers
         self.retention = retention
+        self.identity = identity
         self.store = TaskStore(self.path)
         self._workers: dict[str, WorkerSpec] = {}
         self._lock = threading.Lock()
@@ -156,13 +176,14 @@ class TaskManager:
         *,
         conflict_keys: ConflictKeysFunc,
         cancel: CancelFunc | None = None,
+        recover: RecoverFunc | None = None,
     ) -> None:
         """Register the callables behind tasks of worker ``name``."""
         if name in self._workers:
             raise ValueError(f"task worker {name!r} is already registered")
         self._workers = {
             **self._workers,
-            name: WorkerSpec(name, run, conflict_keys, cancel),
+            name: WorkerSpec(name, run, conflict_keys, cancel, recover),
         }
         self.wake()
 
@@ -180,6 +201,7 @@ class TaskManager:
         """Recover from the previous run, then start the scheduler and the pool."""
         if self._scheduler is not None:
             raise RuntimeError("task manager already started")
+        self._recover_hooks()
         aborted, requeued = self.store.recover(to_us(utcnow()), CRASH_REASON)
         if aborted:
             logger.warning("Aborted %d task(s) interrupted by the previous agent stop.", aborted)
@@ -200,6 +222,20 @@ class TaskManager:
         self._scheduler = threading.Thread(target=self._loop, name="tasks-scheduler", daemon=True)
         self._scheduler.start()
         logger.debug("Task manager started with %d workers.", self.size)
+
+    def _recover_hooks(self) -> None:
+        """Hand tasks left ``doing`` by a previous process to their worker's
+        recover hook (one call per distinct hook), before they become aborted."""
+        groups: dict[RecoverFunc, list[Task]] = {}
+        for task in self.store.list(statuses=["doing"]):
+            spec = self._workers.get(task.worker)
+            if spec is not None and spec.recover is not None:
+                groups.setdefault(spec.recover, []).append(task)
+        for hook, tasks in groups.items():
+            try:
+                hook(tasks)
+            except Exception:
+                logger.exception("Recovery of %d interrupted task(s) failed.", len(tasks))
 
     def stop(self, grace: float = 5.0) -> None:
         """Stop dispatching, let running tasks end for up to ``grace`` seconds,
@@ -292,6 +328,7 @@ class TaskManager:
             raise TypeError("task options must be a mapping")
         if preferred_id is not None and not ID_RE.match(preferred_id):
             raise ValueError(f"invalid task id: {preferred_id!r}")
+        identifier = self._identify()
         now = utcnow()
         start = now if start is None else as_utc(start)
         task = self.store.insert(
@@ -301,6 +338,7 @@ class TaskManager:
             start_us=to_us(start),
             created_us=to_us(now),
             preferred_id=preferred_id,
+            system_identifier=identifier,
         )
         logger.info(
             "Scheduled task %s %s %s %s at %s.",
@@ -313,6 +351,15 @@ class TaskManager:
         self._wakeup.set()
         return task
 
+    def _identify(self) -> str | None:
+        if self.identity is None:
+            return None
+        try:
+            return self.identity()
+        except Exception as exc:
+            logger.warning("Cannot read the PostgreSQL system identifier: %s", exc)
+            return None
+
     def get(self, task_id: str) -> Task | None:
         """The task with this id, or None."""
         return self.store.get(task_id)
@@ -322,6 +369,7 @@ class TaskManager:
         *,
         workers: Iterable[str] | None = None,
         statuses: Iterable[str] | None = None,
+        finished_since: datetime | None = None,
         target: Mapping[str, Any] | None = None,
         order: str = "start",
         limit: int | None = None,
@@ -329,12 +377,15 @@ class TaskManager:
     ) -> list[Task]:
         """Tasks filtered by worker names, statuses and target fields.
 
-        ``target`` maps target fields to values (equality; None matches JSON
-        null). ``order`` is "start" (start, then created) or "-created".
+        ``finished_since`` widens the status filter to tasks finished at or
+        after that time. ``target`` maps target fields to values (equality;
+        None matches JSON null). ``order`` is "start" (start, then created) or
+        "-created".
         """
         return self.store.list(
             workers=workers,
             statuses=statuses,
+            finished_since_us=None if finished_since is None else to_us(finished_since),
             target=target,
             order=order,
             limit=limit,
@@ -505,6 +556,8 @@ class TaskManager:
             result = entry.spec.run(ctx)
             if result is not None:
                 output = str(result)
+        except TaskAborted as exc:
+            status, error = "aborted", error_text(exc)
         except BaseException as exc:  # recorded as the task error
             status, error = "failed", error_text(exc)
         finally:
@@ -522,9 +575,11 @@ class TaskManager:
     def _finish(self, entry: _Running, status: str, output: str | None, error: str | None) -> str:
         task_id = entry.ctx.task.id
         with self._lock:
-            if entry.ctx.shutdown:
+            # Only an interrupted run (it raised) ends canceled/aborted: a run
+            # that completed despite a late cancel did the work.
+            if status == "failed" and entry.ctx.shutdown:
                 status, error = "aborted", SHUTDOWN_REASON
-            elif entry.ctx.cancel_requested.is_set():
+            elif status == "failed" and entry.ctx.cancel_requested.is_set():
                 status = "canceled"
             try:
                 for attempt in range(FINISH_ATTEMPTS):

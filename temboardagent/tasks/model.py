@@ -58,6 +58,11 @@ class Task:
     pid: int | None = None
     output: str | None = None
     error: str | None = None
+    #: what the worker reported besides its output (JSON object), e.g. notices
+    details: dict[str, Any] | None = None
+    #: PostgreSQL system identifier of the cluster the task was scheduled for
+    #: (None: unknown, no check)
+    system_identifier: str | None = None
 
     @property
     def pending(self) -> bool:
@@ -91,3 +96,9 @@ class TaskFinished(TaskError):
     def __init__(self, task: Task) -> None:
         super().__init__(f"task {task.id} is already {task.status}")
         self.task = task
+
+
+class TaskAborted(Exception):
+    """Raised by a worker's run() to end its task ``aborted`` without running it
+    (e.g. the connected cluster is not the one the task was scheduled for);
+    ``str()`` is the task's error."""

@@ -26,7 +26,7 @@ from .model import FINISHED, ID_RE, PENDING, STATUSES, Task, TaskExists, from_us
 
 logger = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 BUSY_TIMEOUT_MS = 10_000
 
 SCHEMA = """
@@ -56,8 +56,15 @@ CREATE INDEX IF NOT EXISTS tasks_finished ON tasks (finished)
     WHERE finished IS NOT NULL;
 """
 
+#: columns added after the first release: (name, SQL type), added at start-up when missing
+ADDED_COLUMNS = (
+    ("details", "TEXT"),  # JSON object reported by the worker
+    ("system_identifier", "TEXT"),  # PostgreSQL cluster the task is for (NULL: no check)
+)
+
 COLUMNS = (
     "id, worker, target, options, start, status, created, started, finished, pid, output, error"
+    ", details, system_identifier"
 )
 
 _KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -90,6 +97,8 @@ def _row_to_task(row: Sequence[Any]) -> Task:
         pid=row[9],
         output=row[10],
         error=row[11],
+        details=None if row[12] is None else json.loads(row[12]),
+        system_identifier=row[13],
     )
 
 
@@ -119,10 +128,22 @@ class TaskStore:
         if mode != "wal":
             logger.warning("SQLite refused WAL mode for %s (%s).", self.path, mode)
         with self.transaction() as conn:
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
             for statement in SCHEMA.split(";"):
                 if statement.strip():
                     conn.execute(statement)
-            conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+            self._add_missing_columns(conn)
+            # Written at every start, so an unwritable file stops the start here
+            # (a newer agent's file keeps its version).
+            conn.execute(f"PRAGMA user_version={max(version, SCHEMA_VERSION)}")
+
+    @staticmethod
+    def _add_missing_columns(conn: sqlite3.Connection) -> None:
+        """Migrate a task list of an older agent: add the columns it lacks (NULL)."""
+        present = {row[1] for row in conn.execute("PRAGMA table_info(tasks)")}
+        for name, sql_type in ADDED_COLUMNS:
+            if name not in present:
+                conn.execute(f"ALTER TABLE tasks ADD COLUMN {name} {sql_type}")
 
     # Connections
 
@@ -205,28 +226,46 @@ class TaskStore:
         *,
         workers: Iterable[str] | None = None,
         statuses: Iterable[str] | None = None,
+        finished_since_us: int | None = None,
         target: Mapping[str, Any] | None = None,
         order: str = "start",
         limit: int | None = None,
         offset: int = 0,
     ) -> list[Task]:
+        """Tasks matching every filter given.
+
+        With ``finished_since_us``, a task matches the status filter when its
+        status is one of ``statuses`` or it finished at or after that time
+        (each side served by an index: SQLite unions the two lookups).
+        """
         where: list[str] = []
         params: list[Any] = []
         if workers is not None:
             workers = [workers] if isinstance(workers, str) else list(workers)
             if not workers:
                 return []
-            where.append(f"worker IN {_in(workers)}")
+            # With finished_since_us, "+" keeps SQLite off the (worker, created)
+            # index, which would walk the worker's whole history: the two
+            # branches of the status filter are the selective indexes then.
+            plus = "+" if finished_since_us is not None else ""
+            where.append(f"{plus}worker IN {_in(workers)}")
             params.extend(workers)
         if statuses is not None:
             statuses = [statuses] if isinstance(statuses, str) else list(statuses)
             unknown = set(statuses) - set(STATUSES)
             if unknown:
                 raise ValueError(f"unknown task status: {', '.join(sorted(unknown))}")
-            if not statuses:
-                return []
-            where.append(f"status IN {_in(statuses)}")
+        status_terms: list[str] = []
+        if statuses:
+            status_terms.append(f"status IN {_in(statuses)}")
             params.extend(statuses)
+        if finished_since_us is not None:
+            status_terms.append("finished >= ?")
+            params.append(int(finished_since_us))
+        if status_terms:
+            where.append("(" + " OR ".join(status_terms) + ")")
+        elif statuses is not None:
+            return []
         for key, value in (target or {}).items():
             if not _KEY_RE.match(key):
                 raise ValueError(f"invalid target field: {key!r}")
@@ -279,6 +318,7 @@ class TaskStore:
         start_us: int,
         created_us: int,
         preferred_id: str | None = None,
+        system_identifier: str | None = None,
     ) -> Task:
         """Insert a todo task; TaskExists if an identical one is pending.
 
@@ -297,8 +337,8 @@ class TaskStore:
                 task_id = secrets.token_hex(4)
             conn.execute(
                 "INSERT INTO tasks (id, worker, target, options, start, status, "
-                "created) VALUES (?, ?, ?, ?, ?, 'todo', ?)",
-                (task_id, worker, target, options, start_us, created_us),
+                "created, system_identifier) VALUES (?, ?, ?, ?, ?, 'todo', ?, ?)",
+                (task_id, worker, target, options, start_us, created_us, system_identifier),
             )
         return Task(
             id=task_id,
@@ -308,6 +348,7 @@ class TaskStore:
             start=from_us(start_us),
             status="todo",
             created=from_us(created_us),
+            system_identifier=system_identifier,
         )
 
     @staticmethod
@@ -384,6 +425,12 @@ class TaskStore:
         self._execute(
             "UPDATE tasks SET output = ? WHERE id = ? AND status = 'doing'",
             (output, task_id),
+        )
+
+    def set_details(self, task_id: str, details: Mapping[str, Any] | None) -> None:
+        self._execute(
+            "UPDATE tasks SET details = ? WHERE id = ? AND status = 'doing'",
+            (None if details is None else dump_json(details), task_id),
         )
 
     def finish(

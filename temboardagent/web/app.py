@@ -11,6 +11,7 @@ from typing import Any, Callable, Iterable, Iterator
 
 import bottle
 import psycopg2
+from cheroot.errors import MaxSizeExceeded
 
 from .. import __version__
 from ..auth.gate import Gate
@@ -18,6 +19,7 @@ from ..errors import BadRequest, HTTPError, PayloadTooLarge
 from ..jsonstream import dump_json
 from ..plugins import Request, RouteHandler
 from ..postgres import map_postgres_error
+from .paths import decode_param, routing_path
 from .replies import accepts_gzip, reply
 
 logger = logging.getLogger(__name__)
@@ -83,12 +85,14 @@ class WebApp:
             environ = req.environ
             headers: list[tuple[str, str]] = []
             try:
+                params = {name: decode_param(value) for name, value in params.items()}
                 username = None
                 if not public:
                     username = self.gate.check(
                         environ.get("HTTP_X_SESSION"),
                         _key_of(environ, req),
                         key_ok,
+                        environ.get("REMOTE_ADDR", ""),
                     )
                 request = Request(
                     method=req.method,
@@ -133,7 +137,19 @@ class WebApp:
         if length >= 0:
             raw = stream.read(length) if length else b""
         elif req.environ.get("HTTP_TRANSFER_ENCODING", "").lower() == "chunked":
-            raw = stream.read(self.max_body_size + 1)  # cheroot already de-chunked it
+            try:
+                raw = stream.read(self.max_body_size + 1)  # cheroot already de-chunked it
+            except (MaxSizeExceeded, OSError) as exc:
+                # cheroot's own bound (max_request_body_size) raises either
+                if not isinstance(exc, MaxSizeExceeded) and str(exc) != "Request Entity Too Large":
+                    raise
+                raw = None
+            except ValueError:  # bad chunk size or framing
+                bottle.response.set_header("Connection", "close")
+                raise BadRequest("Invalid chunked body.") from None
+            if raw is None or len(raw) > self.max_body_size:
+                bottle.response.set_header("Connection", "close")  # rest of the body unread
+                raise PayloadTooLarge("Request body is too large.")
         else:
             raw = b""
         if len(raw) > self.max_body_size:
@@ -168,6 +184,7 @@ class WebApp:
         started = time.perf_counter()
         method = environ.get("REQUEST_METHOD", "")
         captured: dict[str, Any] = {}
+        environ["PATH_INFO"] = routing_path(environ)
 
         def start(status: str, headers: list, exc_info: Any = None) -> Any:
             captured["status"] = status

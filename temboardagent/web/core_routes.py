@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import math
 import os
 from typing import TYPE_CHECKING, Any
 
-from .. import openapi
+from .. import openapi, role
 from ..errors import TooManyRequests, Unauthorized, malformed
 from ..plugins import Request
 
@@ -28,17 +29,18 @@ def register(agent: Agent) -> None:
     def login(request: Request) -> dict:
         username = _credential(request.body, "username")
         password = _credential(request.body, "password")
-        keys = (f"user:{username}", f"addr:{request.remote_addr}")
-        wait = agent.throttle.retry_after(*keys)
+        address = request.remote_addr
+        wait = agent.throttle.admit(username, address)
         if wait > 0:
+            wait = math.ceil(wait * 10) / 10  # never "retry in 0.0 s"
             raise TooManyRequests(
                 f"Too many failed logins, retry in {wait:.1f} seconds.",
-                retry_after=round(wait, 1),
+                retry_after=wait,
             )
         if not agent.users.authenticate(username, password):
-            agent.throttle.failure(*keys)
+            agent.throttle.failure(username, address)
             raise Unauthorized("Invalid username/password.")
-        agent.throttle.success(*keys)
+        agent.throttle.success(username, address)
         return {"session": agent.sessions.create(username)}
 
     def logout(request: Request) -> dict:
@@ -50,6 +52,8 @@ def register(agent: Agent) -> None:
 
     def discover(request: Request) -> dict:
         info = agent.postgres.server_info()
+        with agent.postgres.connect() as conn:
+            privileges = role.privileges(conn)
         return {
             "hostname": agent.config.temboard.hostname,
             "cpu": os.cpu_count(),
@@ -60,6 +64,7 @@ def register(agent: Agent) -> None:
             "pg_data": info["data_directory"],
             "pg_block_size": info["block_size"],
             "plugins": list(agent.plugins),
+            "privileges": privileges,
         }
 
     def openapi_json(request: Request) -> dict:

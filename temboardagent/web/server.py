@@ -17,11 +17,12 @@ from cheroot import server as cheroot_server
 from cheroot.makefile import StreamReader, StreamWriter
 from cheroot.ssl.builtin import BuiltinSSLAdapter
 
-from .app import SERVER_HEADER
+from .app import DRAIN_LIMIT, SERVER_HEADER
 
 logger = logging.getLogger(__name__)
 
 KEEP_ALIVE_LIMIT = 512
+BODY_TOO_LARGE = "Request body is too large."
 
 
 class LazyHandshakeSSLAdapter(BuiltinSSLAdapter):
@@ -112,6 +113,9 @@ class JSONErrorRequest(cheroot_server.HTTPRequest):
         if close and self.response_protocol != "HTTP/1.1":
             status = "400 Bad Request"  # HTTP/1.0 has neither 413 nor 414
         text = msg if isinstance(msg, str) and msg else status[4:] + "."
+        refused_body = status[:3] == "413" and "entity" in text  # Content-Length over the bound
+        if refused_body:
+            text = BODY_TOO_LARGE
         body = json.dumps({"error": text}).encode("utf-8")
         headers = [
             f"{self.server.protocol} {status}",
@@ -129,6 +133,23 @@ class JSONErrorRequest(cheroot_server.HTTPRequest):
         except OSError as ex:
             if ex.args[0] not in errors.socket_errors_to_ignore:
                 raise
+        if refused_body:
+            self._discard_body()
+
+    def _discard_body(self) -> None:
+        """Read and drop up to DRAIN_LIMIT bytes of a refused body, 64 KiB at a
+        time, before the connection closes: a client still sending it would
+        otherwise get a reset instead of the 413. Bounded in bytes, and in time
+        by the connection's read budget; nothing is kept."""
+        try:
+            remaining = min(int(self.inheaders.get(b"Content-Length", 0)), DRAIN_LIMIT)
+            while remaining > 0:
+                chunk = self.conn.rfile.read(min(remaining, 65536))
+                if not chunk:
+                    return
+                remaining -= len(chunk)
+        except (OSError, ValueError, errors.FatalSSLAlert, errors.NoSSLError):
+            return
 
 
 class JSONErrorConnection(cheroot_server.HTTPConnection):
@@ -151,8 +172,16 @@ def make_server(
     threads: int = 16,
     timeout: int = 10,
     max_header_size: int = 64 * 1024,
+    max_body_size: int = 1024 * 1024,
 ) -> wsgi.Server:
-    """Build (not start) the cheroot server."""
+    """Build (not start) the cheroot server.
+
+    Every request body is bounded to ``max_body_size`` by cheroot itself, before
+    any route or credential check: a larger Content-Length gets a 413 and the
+    connection is closed after dropping at most ``DRAIN_LIMIT`` bytes of the
+    body in small reads (cheroot would otherwise read an unread body in one
+    piece before the next request); a chunked body stops being read at the bound.
+    """
     check_key_permissions(key)
     server = wsgi.Server(
         (address, port),
@@ -164,6 +193,7 @@ def make_server(
         accepted_queue_timeout=1,
     )
     server.max_request_header_size = max_header_size
+    server.max_request_body_size = max_body_size
     # cheroot closes keep-alive connections beyond this many idle ones (default 10):
     # more clients would then pay a TLS handshake per request.
     server.keep_alive_conn_limit = KEEP_ALIVE_LIMIT

@@ -14,7 +14,7 @@ import psycopg2
 import pytest
 
 from .agentproc import AgentProcess
-from .helpers import run_sql
+from .helpers import drop_database, run_sql
 
 DB = "advice_db"
 HEALTHY = "advice_healthy"
@@ -55,7 +55,7 @@ def db(pg):
     run_sql(pg, f"DROP DATABASE IF EXISTS {DB}")
     run_sql(pg, f"CREATE DATABASE {DB}")
     yield DB
-    run_sql(pg, f"DROP DATABASE IF EXISTS {DB} WITH (FORCE)")
+    drop_database(pg, DB)
 
 
 def sql(pg, query: str, params=None):
@@ -281,6 +281,20 @@ def test_healthy_freshly_vacuumed_database_has_no_advice(agent, pg):
             " INSERT INTO accounts SELECT g, 'n' || g FROM generate_series(1, 5000) g",
             dbname=HEALTHY,
         )
+        # The INSERT's counts reach pg_stat when its backend exits, a moment after
+        # the connection closed: a VACUUM ANALYZE before that would be undone.
+        wait_for(
+            lambda: (
+                run_sql(
+                    pg,
+                    "SELECT n_tup_ins FROM pg_catalog.pg_stat_user_tables"
+                    " WHERE relname = 'accounts'",
+                    dbname=HEALTHY,
+                )
+                == [(5000,)]
+            ),
+            message="the INSERT in pg_stat_user_tables",
+        )
         run_sql(pg, "VACUUM ANALYZE", dbname=HEALTHY)
         last = []
 
@@ -293,7 +307,7 @@ def test_healthy_freshly_vacuumed_database_has_no_advice(agent, pg):
         except AssertionError:
             raise AssertionError(last) from None
     finally:
-        run_sql(pg, f"DROP DATABASE IF EXISTS {HEALTHY} WITH (FORCE)")
+        drop_database(pg, HEALTHY)
 
 
 def test_errors(agent):

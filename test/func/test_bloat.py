@@ -14,7 +14,7 @@ import time
 import psycopg2
 import pytest
 
-from .helpers import run_sql
+from .helpers import drop_database, run_sql
 
 DB = "bloat_db"
 NOEXT = "bloat_noext"
@@ -36,7 +36,7 @@ def db(pg):
     time.sleep(0.5)
     yield DB
     for name in (DB, NOEXT):
-        run_sql(pg, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        drop_database(pg, name)
 
 
 def settle(cur) -> None:

@@ -8,6 +8,7 @@ and start PostgreSQL and kill agents, which the shared fixtures must not see.
 from __future__ import annotations
 
 import os
+import resource
 import shutil
 import signal
 import subprocess
@@ -25,7 +26,7 @@ from temboardagent import openapi
 from temboardagent.embedded import EmbeddedCluster, throwaway_cluster
 
 from .agentproc import AgentProcess
-from .helpers import run_sql
+from .helpers import HANG, run_sql, wait_for
 
 #: GET routes answered without PostgreSQL (sessions, task list, document)
 NO_POSTGRES = {
@@ -75,7 +76,7 @@ def _assert_clean_log(agent: AgentProcess) -> None:
     assert "Traceback" not in log, log[log.find("Traceback") - 300 :][:3000]
 
 
-def _wait_status(agent: AgentProcess, kind: str, op: str, statuses, timeout: float = 30) -> dict:
+def _wait_status(agent: AgentProcess, kind: str, op: str, statuses, timeout: float = HANG) -> dict:
     deadline = time.monotonic() + timeout
     while True:
         item = agent.get(f"/maintenance/{kind}/{op}", timeout=5).json()
@@ -113,13 +114,8 @@ def test_postgres_stopped_then_back(fpg, make_agent):
         assert agent.get(url(path)).status_code == 200, path
 
     fpg.stop("fast")
-    slowest = 0.0
     for path in gets:
-        started = time.monotonic()
-        resp = agent.get(url(path), timeout=10)
-        elapsed = time.monotonic() - started
-        slowest = max(slowest, elapsed)
-        assert elapsed < 5, (path, elapsed)
+        resp = agent.get(url(path), timeout=HANG)  # answered: nothing waits for PostgreSQL
         assert resp.headers["Content-Type"] == "application/json"
         if path in NO_POSTGRES:
             assert resp.status_code == 200, (path, resp.text)
@@ -131,9 +127,8 @@ def test_postgres_stopped_then_back(fpg, make_agent):
         "/maintenance/postgres/analyze",
         "/maintenance/postgres/schema/public/table/f1/vacuum",
     ):
-        resp = agent.post(path, json={}, timeout=10)
+        resp = agent.post(path, json={}, timeout=HANG)
         assert resp.status_code == 503, resp.text
-    print(f"\nPostgreSQL down: {len(gets)} GET routes, slowest answer {slowest:.2f}s")
 
     fpg.start()
     for path in gets:  # no agent restart needed
@@ -149,17 +144,31 @@ def test_operation_due_while_postgres_down(fpg, make_agent):
     agent.start()
     agent.login()
     resp = agent.post(
-        "/maintenance/postgres/schema/public/table/f1/analyze", json={"datetime": _at(2)}
+        "/maintenance/postgres/schema/public/table/f1/analyze", json={"datetime": _at(1)}
     )
     assert resp.status_code == 200, resp.text
     op = resp.json()["id"]
-    fpg.stop("fast")
-    item = _wait_status(agent, "analyze", op, ("failed", "done"), timeout=20)
+    # The agent is frozen until PostgreSQL is down: the operation cannot be due before.
+    os.kill(agent.proc.pid, signal.SIGSTOP)
+    try:
+        fpg.stop("fast")
+    finally:
+        os.kill(agent.proc.pid, signal.SIGCONT)
+    item = _wait_status(agent, "analyze", op, ("failed", "done"))
     assert item["status"] == "failed", item
     assert item["error"] == "PostgreSQL is unavailable."
     fpg.start()
-    # Nothing retries it behind our back.
-    time.sleep(1)
+
+    # Nothing retries it behind our back: a witness on the same target, due now,
+    # runs after any retry of it would have. (Its POST may meet a pooled connection
+    # of the stopped server once: a 503 that empties the pool; not what is tested here.)
+    def post_witness():
+        resp = agent.post("/maintenance/postgres/schema/public/table/f1/vacuum", json={})
+        return resp if resp.status_code != 503 else None
+
+    resp = wait_for(post_witness, message="PostgreSQL to be reachable again")
+    assert resp.status_code == 200, resp.text
+    assert _wait_status(agent, "vacuum", resp.json()["id"], ("failed", "done"))["status"] == "done"
     assert agent.get(f"/maintenance/analyze/{op}").json()["status"] == "failed"
     _assert_clean_log(agent)
 
@@ -192,13 +201,7 @@ def test_kill9_during_running_operation(fpg, make_agent):
         assert resp.status_code == 200, resp.text
         op = resp.json()["id"]
         _wait_status(agent, "vacuum", op, ("doing",))
-        deadline = time.monotonic() + 10
-        while not run_sql(
-            fpg,
-            ORPHAN_QUERY,
-        ):
-            assert time.monotonic() < deadline, "the VACUUM never reached PostgreSQL"
-            time.sleep(0.05)
+        wait_for(lambda: run_sql(fpg, ORPHAN_QUERY), message="the VACUUM to reach PostgreSQL")
 
         agent.kill9()
         agent.start()
@@ -207,20 +210,18 @@ def test_kill9_during_running_operation(fpg, make_agent):
         assert item["status"] == "aborted", item
         assert "interrupted" in item["error"]
         # The new agent cancels the orphan backend of the killed one.
-        deadline = time.monotonic() + 10
-        while run_sql(
-            fpg,
-            ORPHAN_QUERY,
-        ):
-            assert time.monotonic() < deadline, "orphan VACUUM still waiting"
-            time.sleep(0.1)
+        wait_for(lambda: not run_sql(fpg, ORPHAN_QUERY), message="the orphan VACUUM to stop")
     finally:
         blocker.rollback()
         blocker.close()
-    time.sleep(1)
+    # A witness on the same table, due now: once done, a rerun would have run too.
+    resp = agent.post("/maintenance/postgres/schema/public/table/k9/analyze", json={})
+    assert resp.status_code == 200, resp.text
+    assert _wait_status(agent, "analyze", resp.json()["id"], ("failed", "done"))["status"] == "done"
     assert _stat(fpg, "postgres", "vacuum_count")["k9"] == 0, "the aborted VACUUM ran"
     assert agent.get(f"/maintenance/vacuum/{op}").json()["status"] == "aborted"
-    assert agent.get("/maintenance/vacuum/scheduled").json() == []
+    listed = agent.get("/maintenance/vacuum/scheduled").json()
+    assert [i for i in listed if i["status"] in ("todo", "queued", "doing")] == []
 
 
 def test_kill9_during_burst_of_posts(fpg, make_agent):
@@ -277,17 +278,34 @@ def test_kill9_during_burst_of_posts(fpg, make_agent):
         per_table[item["table"]] = per_table.get(item["table"], 0) + 1
     assert max(per_table.values()) == 1, "an operation was recorded twice"
 
-    deadline = time.monotonic() + (start - datetime.now(timezone.utc)).total_seconds() + 30
-    while agent.get("/maintenance/analyze/scheduled").json():
-        assert time.monotonic() < deadline, "operations did not run"
-        time.sleep(0.2)
+    wait_for(
+        lambda: (
+            not [
+                item
+                for item in agent.get("/maintenance/analyze/scheduled").json()
+                if item["status"] not in ("done", "failed", "canceled", "aborted")
+            ]
+        ),
+        timeout=(start - datetime.now(timezone.utc)).total_seconds() + HANG,
+        message="the operations to run",
+    )
     history = agent.get("/maintenance/analyze/history", params={"limit": 1000}).json()
     assert {item["status"] for item in history} == {"done"}, history
-    time.sleep(0.5)
-    counts = _stat(fpg, "burst", "analyze_count")
-    for table in tables:
-        expected = 1 if table in per_table else 0
-        assert counts[table] == expected, (table, counts[table], table in acked)
+    expected = {table: int(table in per_table) for table in tables}
+    # Statistics reach pg_stat_* when each backend exits, a moment after "done".
+    counts = {}
+
+    def counted() -> bool:
+        counts.update(_stat(fpg, "burst", "analyze_count"))
+        return counts == expected
+
+    try:
+        wait_for(counted, timeout=30, message="analyze counts")
+    except AssertionError:
+        wrong = {
+            t: (counts[t], expected[t], t in acked) for t in tables if counts[t] != expected[t]
+        }
+        raise AssertionError(f"analyze counts (got, expected): {wrong}") from None
     print(
         f"\nkill -9 mid-burst: {len(acked)} acknowledged, {len(per_table)} recorded "
         f"(committed before the kill), all ran exactly once"
@@ -349,9 +367,57 @@ def test_bad_sqlite_file_stops_start_up(make_agent, name, damage):
 # Full disk
 
 
+def test_tasks_file_cannot_grow(make_agent):
+    """A full disk for tasks.sqlite, without root: the agent process's file size
+    limit (RLIMIT_FSIZE) is lowered from outside, so its files cannot grow (EFBIG,
+    SIGXFSZ is ignored by Python). POST answers a JSON 500; every acknowledged
+    operation stays, no refused one appears; once there is room again it works."""
+    agent = make_agent(log_level="WARNING")
+    agent.start()
+    agent.login()
+    path = "/maintenance/postgres/schema/public/table/f1/analyze"
+    acked = []
+    for day in range(1, 4):
+        resp = agent.post(path, json={"datetime": f"2100-01-0{day}T00:00:00Z"})
+        assert resp.status_code == 200, resp.text
+        acked.append(resp.json()["id"])
+
+    pid = agent.proc.pid
+    limits = resource.prlimit(pid, resource.RLIMIT_FSIZE)
+    resource.prlimit(pid, resource.RLIMIT_FSIZE, (0, limits[1]))
+    try:
+        failures = 0
+        for day in range(10, 30):  # the WAL may still have room for a few commits
+            resp = agent.post(path, json={"datetime": f"2100-01-{day}T00:00:00Z"})
+            assert resp.headers["Content-Type"] == "application/json"
+            if resp.status_code == 200:
+                acked.append(resp.json()["id"])
+            else:
+                assert resp.status_code in (500, 503), resp.text
+                assert set(resp.json()) == {"error"}
+                assert "Traceback" not in resp.text
+                failures += 1
+        assert failures, "tasks.sqlite never ran out of room"
+        assert agent.get("/profile").status_code == 200  # the agent still serves
+        listed = {item["id"] for item in agent.get("/maintenance/analyze/scheduled").json()}
+        assert listed == set(acked)
+    finally:
+        resource.prlimit(pid, resource.RLIMIT_FSIZE, limits)
+
+    resp = agent.post(path, json={"datetime": "2100-02-01T00:00:00Z"})
+    assert resp.status_code == 200, resp.text
+    acked.append(resp.json()["id"])
+    assert agent.stop() == 0
+    agent.start()
+    agent.login()
+    listed = {item["id"] for item in agent.get("/maintenance/analyze/scheduled").json()}
+    assert listed == set(acked)
+    print(f"\ntasks.sqlite full: {failures} POSTs refused, {len(acked)} acknowledged kept")
+
+
 @pytest.fixture
 def small_disk(tmp_path):
-    """A 3 MiB tmpfs (root only)."""
+    """A 3 MiB tmpfs (root only; test_tasks_file_cannot_grow needs no root)."""
     if os.geteuid() != 0:
         pytest.skip("mounting a tmpfs needs root")
     mount = tmp_path / "small"
@@ -382,6 +448,7 @@ def _fill(directory: Path) -> Path:
     return filler
 
 
+@pytest.mark.may_skip  # test_tasks_file_cannot_grow covers it without root
 def test_full_disk_during_post(make_agent, small_disk):
     agent = make_agent()
     agent.write_config()

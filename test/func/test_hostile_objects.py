@@ -23,7 +23,7 @@ from temboardagent.embedded import throwaway_cluster
 from temboardagent.postgres import Postgres
 
 from .agentproc import AgentProcess
-from .helpers import run_sql
+from .helpers import drop_database, run_sql
 
 MALLORY = "mallory"
 APPDB = "appdb"
@@ -218,7 +218,7 @@ def hagent(hpg, workdir):
 
 def _reset(pg) -> None:
     run_sql(pg, "ALTER DATABASE postgres RESET search_path")
-    run_sql(pg, f"DROP DATABASE IF EXISTS {APPDB} WITH (FORCE)")
+    drop_database(pg, APPDB)
     if run_sql(pg, "SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = %s", (MALLORY,)):
         run_sql(pg, f"DROP OWNED BY {MALLORY} CASCADE")
         run_sql(pg, f"DROP ROLE {MALLORY}")
@@ -310,6 +310,36 @@ def test_operation_with_every_trap(hpg, hagent, appdb):
     mallory_sql(hpg, PWN_GE + "".join(OPERATORS.values()) + "".join(FUNCTIONS.values()))
     for kind in ("vacuum", "analyze", "reindex"):
         assert run_op(hagent, PATHS["table"], kind)["status"] == "done"
+    assert not is_superuser(hpg)
+
+
+@pytest.mark.parametrize(
+    "kind, path, body",
+    [
+        ("vacuum", PATHS["table"], {"mode": "full,analyze"}),
+        ("analyze", PATHS["database"], {}),
+        ("reindex", PATHS["table"], {}),
+        ("reindex", PATHS["database"], {}),
+    ],
+)
+def test_index_expression_runs_as_its_owner(hpg, hagent, appdb, kind, path, body):
+    """PostgreSQL runs index expressions of maintenance as the table owner.
+
+    The agent relies on it (CVE-2022-1552, fixed in the minor releases of
+    May 2022): a VACUUM FULL, ANALYZE or REINDEX of mallory's table never runs
+    her function as a superuser. (An index function must be immutable, so it
+    could not run ALTER ROLE anyway: it fails the operation instead.)
+    """
+    mallory_sql(
+        hpg,
+        "CREATE FUNCTION public.idx_trap(int) RETURNS int LANGUAGE plpgsql IMMUTABLE AS $$"
+        " BEGIN IF (SELECT r.rolsuper FROM pg_catalog.pg_roles r"
+        "           WHERE r.rolname = CURRENT_USER) THEN"
+        " RAISE EXCEPTION 'idx_trap ran as %', CURRENT_USER; END IF; RETURN $1; END $$;"
+        "CREATE INDEX bait_trap ON public.bait (public.idx_trap(i));",
+    )
+    item = run_op(hagent, path, kind, **body)
+    assert item["status"] == "done", item["error"]
     assert not is_superuser(hpg)
 
 
@@ -424,6 +454,7 @@ PARAMS = {
     "schema": "pg_catalog", "table": "pg_class", "index": "pg_class_oid_index",
     "dbname": "postgres", "nsp": 11, "locked": [1259], "pid": 1, "query": "VACUUM",
     "pids": [1], "oids": [1259], "privileged": True,
+    "relname": "pg_class", "partitions": True, "maintain": False, "names": ["pg_class"],
 }  # fmt: skip
 
 
@@ -476,16 +507,19 @@ def hpg_version(pg) -> int:
 def test_every_operator_is_an_exact_pg_catalog_match(hpg, appdb):
     """Each query, made a view, depends on no object of ``public``."""
     from temboardagent.plugins.maintenance import progress
-    from temboardagent.plugins.maintenance.catalog import SQL_DIR, load_sql
+    from temboardagent.plugins.maintenance.catalog import SQL_DIR, load_sql, table_stats_query
 
     assert plant_operator_traps(hpg, APPDB) > 1000
     fragments = {"cfg", "locked", "estimates", "stats_pg_statistic", "stats_pg_stats"}
     fragments |= {view for _, view in progress.VIEWS}  # parts of progress and activity
+    fragments |= {"reltuples"}  # an expression of the "tbl" CTEs
     version = hpg_version(hpg)
     texts = {}
     for path in sorted(SQL_DIR.glob("*.sql")):
         if path.stem in ("progress", "activity"):  # the server's progress views filled in
             texts[path.stem] = progress.query(path.stem, version)
+        elif path.stem == "table_stats":  # the server's columns filled in
+            texts[path.stem] = table_stats_query(version)
         elif path.stem not in fragments:
             for stats in ("pg_statistic", "pg_stats"):
                 texts[f"{path.stem} ({stats})"] = load_sql(path.stem, stats)

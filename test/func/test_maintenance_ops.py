@@ -18,6 +18,7 @@ from temboardagent.plugins.maintenance.operations import build_statement, render
 from temboardagent.plugins.maintenance.operations import make_target as mk
 
 from .agentproc import AgentProcess
+from .helpers import HANG, settle_stats, wait_for
 
 DB = "ops_db"
 DB2 = "ops_db2"
@@ -25,10 +26,12 @@ ODD_SCHEMA = "Mixed Case"
 ODD_TABLE = 'Odd "Name"'
 ODD_INDEX = 'Odd "Name" idx'
 FINISHED = ("done", "failed", "canceled", "aborted")
+PENDING = ("todo", "queued", "doing")
 LIST_FIELDS = {
     "id", "dbname", "schema", "table", "index", "mode", "datetime", "status", "progress"
 }  # fmt: skip
 HISTORY_FIELDS = LIST_FIELDS | {"sql", "created", "started", "finished", "duration", "error"}
+HISTORY_FIELDS |= {"notices", "skipped", "skipped_count"}  # extensions
 
 
 # Helpers
@@ -74,7 +77,8 @@ def op(agent, kind: str, op_id: str) -> dict:
     return resp.json()
 
 
-def wait_op(agent, kind: str, op_id: str, statuses=FINISHED, timeout: float = 30.0) -> dict:
+def wait_op(agent, kind: str, op_id: str, statuses=FINISHED, timeout: float = HANG) -> dict:
+    """The operation once its status is one of ``statuses`` (the deadline only catches a hang)."""
     deadline = time.monotonic() + timeout
     while True:
         item = op(agent, kind, op_id)
@@ -85,18 +89,23 @@ def wait_op(agent, kind: str, op_id: str, statuses=FINISHED, timeout: float = 30
         time.sleep(0.02)
 
 
-def wait_for(predicate, timeout: float = 10.0, message: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timeout waiting for {message}")
-        time.sleep(0.02)
+def reaches(read, expected, message: str = "value", timeout: float = 30.0):
+    """Poll ``read()`` until it returns ``expected``: PostgreSQL's statistics reach
+    ``pg_stat_*`` when the operation's backend exits, a moment after it is done."""
+    last = []
+
+    def check() -> bool:
+        last[:] = [read()]
+        return last[0] == expected
+
+    try:
+        wait_for(check, timeout=timeout, message=message)
+    except AssertionError:
+        raise AssertionError(f"{message}: {last[0]!r}, expected {expected!r}") from None
 
 
 def counters(conn, schema: str, table: str) -> tuple[int, int]:
+    settle_stats(conn)  # PostgreSQL < 15: the collector is asynchronous
     with conn.cursor() as cur:
         cur.execute(
             "SELECT vacuum_count, analyze_count FROM pg_stat_user_tables"
@@ -246,34 +255,72 @@ def test_table_vacuum(ops, pgconn, mode, statement):
         "t1",
         None,
     )
+    assert item["notices"] == [] and item["skipped"] == [] and item["skipped_count"] == 0
     assert set(item) == HISTORY_FIELDS
     assert isinstance(item["duration"], float)
-    after_vacuums, after_analyzes = counters(conn, "public", "t1")
+    # VACUUM FULL rewrites the table (it does not count as a vacuum).
+    expected = (vacuums + (0 if "full" in mode else 1), analyzes + (1 if "analyze" in mode else 0))
+    reaches(lambda: counters(conn, "public", "t1"), expected, "vacuum/analyze counts of t1")
     if "full" in mode:
-        # VACUUM FULL rewrites the table (it does not count as a vacuum).
         assert filenode(conn, "public", "t1") != node
     else:
-        assert after_vacuums == vacuums + 1
         assert filenode(conn, "public", "t1") == node
-    assert after_analyzes == analyzes + (1 if "analyze" in mode else 0)
 
 
-def test_database_vacuum(ops, pgconn):
+def relfrozenxid(conn, schema: str, table: str) -> int:
+    with conn.cursor() as cur:
+        cur.execute(
+            "SELECT c.relfrozenxid::text::bigint FROM pg_class c"
+            " JOIN pg_namespace n ON n.oid = c.relnamespace"
+            " WHERE n.nspname = %s AND c.relname = %s",
+            (schema, table),
+        )
+        return cur.fetchone()[0]
+
+
+def unfrozen_row(conn, table: str) -> int:
+    """Insert a row in ``public.table``; the id of the transaction that wrote it."""
+    with conn.cursor() as cur:
+        # One simple query: one implicit transaction, whose xid txid_current() gives.
+        cur.execute(
+            f"INSERT INTO public.{q(table)} SELECT max(id) + 1, 'new' FROM public.{q(table)};"
+            " SELECT pg_catalog.txid_current()"
+        )
+        return cur.fetchone()[0]
+
+
+@pytest.mark.parametrize(
+    "mode, statement",
+    [("", "VACUUM"), ("full", "VACUUM (FULL)"), ("freeze", "VACUUM (FREEZE)"),
+     ("analyze", "VACUUM (ANALYZE)")],
+)  # fmt: skip
+def test_database_vacuum(ops, pgconn, mode, statement):
+    """Database-wide VACUUM in each mode, checked in PostgreSQL's catalogs and statistics."""
     conn = pgconn(DB)
-    before = {t: counters(conn, "public", t) for t in ("t1", "t2")}
-    op_id = schedule(ops, f"/maintenance/{DB}/vacuum", mode="analyze")
-    item = wait_op(ops, "vacuum", op_id)
-    assert item["status"] == "done", item
-    assert item["sql"] == "VACUUM (ANALYZE)"
-    assert (item["schema"], item["table"], item["index"]) == (None, None, None)
-    for table, (vacuums, analyzes) in before.items():
-        assert counters(conn, "public", table) == (vacuums + 1, analyzes + 1)
-
-    # Plain database VACUUM with no body at all.
-    resp = ops.post(f"/maintenance/{DB}/vacuum")
+    tables = ("t1", "t2")
+    before = {t: counters(conn, "public", t) for t in tables}
+    nodes = {t: filenode(conn, "public", t) for t in tables}
+    xid = unfrozen_row(conn, "t1")
+    assert relfrozenxid(conn, "public", "t1") <= xid
+    if mode:
+        resp = ops.post(f"/maintenance/{DB}/vacuum", json={"mode": mode})
+    else:
+        resp = ops.post(f"/maintenance/{DB}/vacuum")  # no body at all
     assert resp.status_code == 200, resp.text
     item = wait_op(ops, "vacuum", resp.json()["id"])
-    assert item["status"] == "done" and item["sql"] == "VACUUM" and item["mode"] == ""
+    assert item["status"] == "done", item
+    assert item["sql"] == statement and item["mode"] == mode
+    assert (item["dbname"], item["schema"], item["table"], item["index"]) == (DB, None, None, None)
+    for table, (vacuums, analyzes) in before.items():
+        # VACUUM FULL rewrites each table (it does not count as a vacuum).
+        expected = (vacuums + (mode != "full"), analyzes + (mode == "analyze"))
+        reaches(lambda t=table: counters(conn, "public", t), expected, f"counts of {table}")
+        rewritten = filenode(conn, "public", table) != nodes[table]
+        assert rewritten == (mode == "full"), table
+    if mode in ("freeze", "full"):  # every tuple frozen: the horizon passed our row
+        assert relfrozenxid(conn, "public", "t1") > xid
+    else:  # plain VACUUM leaves a recent tuple unfrozen
+        assert relfrozenxid(conn, "public", "t1") <= xid
 
 
 def test_analyze(ops, pgconn):
@@ -284,14 +331,14 @@ def test_analyze(ops, pgconn):
     assert item["status"] == "done", item
     assert item["sql"] == 'ANALYZE "public"."t2"'
     assert item["mode"] is None
-    assert counters(conn, "public", "t2")[1] == analyzes + 1
+    reaches(lambda: counters(conn, "public", "t2")[1], analyzes + 1, "analyze count of t2")
 
     _, t3 = counters(conn, "public", "t3")
     op_id = schedule(ops, f"/maintenance/{DB}/analyze", mode="full")  # mode ignored
     item = wait_op(ops, "analyze", op_id)
     assert item["status"] == "done", item
     assert item["sql"] == "ANALYZE"
-    assert counters(conn, "public", "t3")[1] == t3 + 1
+    reaches(lambda: counters(conn, "public", "t3")[1], t3 + 1, "analyze count of t3")
 
 
 def test_reindex(ops, pgconn):
@@ -327,7 +374,7 @@ def test_odd_names(ops, pgconn):
     assert item["status"] == "done", item
     assert item["sql"] == 'VACUUM (ANALYZE) "Mixed Case"."Odd ""Name"""'
     assert (item["schema"], item["table"]) == (ODD_SCHEMA, ODD_TABLE)
-    assert counters(conn, ODD_SCHEMA, ODD_TABLE) == (vacuums + 1, analyzes + 1)
+    reaches(lambda: counters(conn, ODD_SCHEMA, ODD_TABLE), (vacuums + 1, analyzes + 1), "counts")
 
     item = wait_op(ops, "analyze", schedule(ops, path + "/analyze"))
     assert item["status"] == "done", item
@@ -341,7 +388,7 @@ def test_odd_names(ops, pgconn):
     future = at(60)
     op_id = schedule(ops, path + "/vacuum", datetime=future)
     listed = ops.get(path + "/vacuum/scheduled").json()
-    assert [i["id"] for i in listed] == [op_id]
+    assert [i["id"] for i in listed if i["status"] in PENDING] == [op_id]
     assert ops.delete(f"/maintenance/vacuum/{op_id}").json() == {"response": "ok"}
 
 
@@ -400,30 +447,50 @@ def test_future_operation_listed_then_runs(ops, pgconn):
     pending = op(ops, "vacuum", op_id)
     assert pending["sql"] == 'VACUUM (FREEZE) "public"."t3"'
     assert pending["started"] is None and pending["duration"] is None
-    item = wait_op(ops, "vacuum", op_id, timeout=10)
+    item = wait_op(ops, "vacuum", op_id)
     assert item["status"] == "done", item
     started = datetime.strptime(item["started"], "%Y-%m-%dT%H:%M:%SZ")
     assert started >= datetime.strptime(when, "%Y-%m-%dT%H:%M:%SZ")
-    assert counters(conn, "public", "t3")[0] == vacuums + 1
+    reaches(lambda: counters(conn, "public", "t3")[0], vacuums + 1, "vacuum count of t3")
     listed = ops.get("/maintenance/vacuum/scheduled").json()
-    assert op_id not in [i["id"] for i in listed]
+    # no longer pending (it stays listed "done" for finished_visible seconds)
+    assert [i["status"] for i in listed if i["id"] == op_id] in ([], ["done"])
+
+
+def test_future_analyze_and_reindex_run(ops, pgconn):
+    conn = pgconn(DB)
+    _, analyzes = counters(conn, "public", "t3")
+    node = filenode(conn, "public", "t3_v")
+    when = at(2)
+    analyze = schedule(ops, table_path("t3") + "/analyze", datetime=when)
+    reindex = schedule(ops, index_path("t3_v") + "/reindex", datetime=when)
+    for kind, op_id in (("analyze", analyze), ("reindex", reindex)):
+        listed = ops.get(f"/maintenance/{DB}/{kind}/scheduled").json()
+        assert [(i["status"], i["datetime"]) for i in listed if i["id"] == op_id] == [
+            ("todo", when)
+        ]
+    for kind, op_id in (("analyze", analyze), ("reindex", reindex)):
+        item = wait_op(ops, kind, op_id)
+        assert item["status"] == "done", item
+        assert item["started"] >= when
+    reaches(lambda: counters(conn, "public", "t3")[1], analyzes + 1, "analyze count of t3")
+    assert filenode(conn, "public", "t3_v") != node
 
 
 def test_past_datetime_runs_now(ops):
     past = "2020-01-01T00:00:00Z"
     op_id = schedule(ops, table_path("t3") + "/analyze", datetime=past)
-    item = wait_op(ops, "analyze", op_id, timeout=10)
+    item = wait_op(ops, "analyze", op_id)
     assert item["status"] == "done"
     assert item["datetime"] == past
 
 
-def test_immediate_operation_starts_quickly(ops):
-    t0 = time.monotonic()
+def test_immediate_operation_starts(ops):
+    """An operation without datetime is due at once: it starts (how soon is
+    measured by bench/task_start_delay.py)."""
     op_id = schedule(ops, table_path("t4") + "/analyze")
-    replied = time.monotonic()
-    wait_op(ops, "analyze", op_id, statuses=("doing",) + FINISHED, timeout=5)
-    assert time.monotonic() - replied < 1.0, "operation did not start within 1 s"
-    assert replied - t0 < 2.0
+    wait_op(ops, "analyze", op_id, statuses=("doing",) + FINISHED)
+    assert wait_op(ops, "analyze", op_id)["status"] == "done"
 
 
 def test_lists_and_filters(ops):
@@ -452,7 +519,8 @@ def test_lists_and_filters(ops):
                 assert isinstance(item["datetime"], str)
             dts = [i["datetime"] for i in items]
             assert dts == sorted(dts), "not ordered by datetime"
-            return {i["id"] for i in items}
+            # operations of earlier tests may still show as finished for a few seconds
+            return {i["id"] for i in items if i["status"] in PENDING}
 
         ours = set(ids.values())
         assert listed("/maintenance/vacuum/scheduled") & ours == {
@@ -536,12 +604,25 @@ def test_duplicates(ops):
         assert again != first
         ops.delete(f"/maintenance/vacuum/{again}")
 
-        ridx = schedule(ops, index_path("t1_pkey") + "/reindex", datetime=when)
-        resp = ops.post(index_path("t1_pkey") + "/reindex", json={"datetime": when})
-        assert resp.status_code == 409 and resp.json()["id"] == ridx
-        ops.delete(f"/maintenance/reindex/{ridx}")
+        for kind, target, body in (
+            ("reindex", index_path("t1_pkey"), {}),
+            ("analyze", table_path("t1"), {}),
+            ("vacuum", f"/maintenance/{DB}", {"mode": "freeze"}),
+            ("analyze", f"/maintenance/{DB}", {}),
+            ("reindex", f"/maintenance/{DB}", {}),
+        ):
+            first = schedule(ops, f"{target}/{kind}", datetime=when, **body)
+            resp = ops.post(f"{target}/{kind}", json=dict(body, datetime=when))
+            assert resp.status_code == 409, (target, kind, resp.text)
+            assert resp.json()["id"] == first and resp.json()["error"]
+            # Another time is another operation.
+            other = schedule(ops, f"{target}/{kind}", datetime=at(310), **body)
+            assert other != first
+            for op_id in (first, other):
+                assert ops.delete(f"/maintenance/{kind}/{op_id}").status_code == 200
     finally:
-        cancel_all(ops, "vacuum")
+        for kind in ("vacuum", "analyze", "reindex"):
+            cancel_all(ops, kind)
 
 
 def test_spec_id_formula(ops):
@@ -563,12 +644,15 @@ def test_spec_id_formula(ops):
 def test_cancel_before_start(ops, pgconn):
     conn = pgconn(DB)
     vacuums, _ = counters(conn, "public", "t4")
-    op_id = schedule(ops, table_path("t4") + "/vacuum", datetime=at(2))
+    when = at(2)
+    op_id = schedule(ops, table_path("t4") + "/vacuum", datetime=when)
     resp = ops.delete(f"/maintenance/vacuum/{op_id}")
     assert resp.status_code == 200 and resp.json() == {"response": "ok"}
     assert op(ops, "vacuum", op_id)["status"] == "canceled"
-    assert op_id not in [i["id"] for i in ops.get("/maintenance/vacuum/scheduled").json()]
-    time.sleep(3.5)
+    assert op_id not in pending_ids(ops, "vacuum")
+    # A witness due at the same time: once it ran, the scheduler went past that time.
+    witness = schedule(ops, table_path("t4") + "/analyze", datetime=when)
+    assert wait_op(ops, "analyze", witness)["status"] == "done"
     assert op(ops, "vacuum", op_id)["status"] == "canceled"
     assert op(ops, "vacuum", op_id)["started"] is None
     assert counters(conn, "public", "t4")[0] == vacuums
@@ -589,12 +673,10 @@ def test_cancel_running(ops, pgconn, locker):
     )
     (pid, state), *_ = backends
     assert state == "active"
-    t0 = time.monotonic()
     resp = ops.delete(f"/maintenance/vacuum/{op_id}")
     assert resp.status_code == 200, resp.text
-    item = wait_op(ops, "vacuum", op_id, timeout=10)
+    item = wait_op(ops, "vacuum", op_id)
     assert item["status"] == "canceled", item
-    assert time.monotonic() - t0 < 5
     assert item["error"] is None and item["sql"] == 'VACUUM (FULL) "public"."locked"'
 
     def gone():
@@ -604,13 +686,90 @@ def test_cancel_running(ops, pgconn, locker):
             )
             return cur.fetchone() is None
 
-    wait_for(gone, timeout=5, message="backend to stop")
+    wait_for(gone, message="backend to stop")
     lock.rollback()
-    time.sleep(0.2)
     assert filenode(conn, "public", "locked") == node  # never ran
     assert ops.get("/maintenance/vacuum/scheduled").status_code == 200
     resp = ops.delete(f"/maintenance/vacuum/{op_id}")
     assert resp.status_code == 409
+
+
+def pending_ids(agent, kind: str) -> list[str]:
+    """Ids listed in ``/scheduled`` as still to run (finished ones may be listed too)."""
+    listed = agent.get(f"/maintenance/{kind}/scheduled").json()
+    return [i["id"] for i in listed if i["status"] not in FINISHED]
+
+
+def test_cancel_queued(ops, pgconn, locker):
+    """An operation queued behind a conflicting running one is canceled over HTTP."""
+    conn = pgconn(DB)
+    lock = locker("locked", "SHARE")
+    _, analyzes = counters(conn, "public", "locked")
+    running = schedule(ops, table_path("locked") + "/vacuum", mode="full")
+    wait_op(ops, "vacuum", running, statuses=("doing",))
+    queued = schedule(ops, table_path("locked") + "/analyze")
+    assert wait_op(ops, "analyze", queued, statuses=("queued",) + FINISHED)["status"] == "queued"
+    resp = ops.delete(f"/maintenance/analyze/{queued}")
+    assert resp.status_code == 200 and resp.json() == {"response": "ok"}
+    item = op(ops, "analyze", queued)
+    assert (item["status"], item["started"], item["error"]) == ("canceled", None, None)
+    assert item["finished"] is not None
+    assert queued not in pending_ids(ops, "analyze")
+    lock.rollback()
+    assert wait_op(ops, "vacuum", running)["status"] == "done"
+    # A witness on the same target queued after it: once done, the canceled one
+    # would have run before it (first in, first out among conflicting operations).
+    witness = schedule(ops, table_path("locked") + "/analyze")
+    assert wait_op(ops, "analyze", witness)["status"] == "done"
+    assert op(ops, "analyze", queued)["status"] == "canceled"
+    assert op(ops, "analyze", queued)["started"] is None
+    reaches(lambda: counters(conn, "public", "locked")[1], analyzes + 1, "analyze count")
+    assert ops.delete(f"/maintenance/analyze/{queued}").status_code == 409
+
+
+@pytest.mark.parametrize(
+    "kind, target, statement",
+    [
+        ("analyze", table_path("locked2"), 'ANALYZE "public"."locked2"'),
+        ("reindex", index_path("locked2_v"), 'REINDEX INDEX "public"."locked2_v"'),
+    ],
+)
+def test_cancel_running_analyze_reindex(ops, pgconn, locker, kind, target, statement):
+    """ANALYZE and REINDEX waiting for a lock run, from PostgreSQL's view: listed
+    as ``doing``, then canceled over HTTP (their backend stops, nothing changed)."""
+    conn = pgconn(DB)
+    lock = locker("locked2", "EXCLUSIVE")  # both wait for it
+    _, analyzes = counters(conn, "public", "locked2")
+    node = filenode(conn, "public", "locked2_v")
+    op_id = schedule(ops, f"{target}/{kind}")
+    wait_op(ops, kind, op_id, statuses=("doing",))
+    (pid, _), *_ = wait_for(lambda: agent_backends(conn, statement), message=statement)
+    for list_path in (
+        f"/maintenance/{kind}/scheduled",
+        f"/maintenance/{DB}/{kind}/scheduled",
+        f"{table_path('locked2')}/{kind}/scheduled",
+    ):
+        mine = [i for i in ops.get(list_path).json() if i["id"] == op_id]
+        assert len(mine) == 1 and mine[0]["status"] == "doing", (list_path, mine)
+        assert set(mine[0]) == LIST_FIELDS
+    resp = ops.delete(f"/maintenance/{kind}/{op_id}")
+    assert resp.status_code == 200 and resp.json() == {"response": "ok"}
+    item = wait_op(ops, kind, op_id)
+    assert item["status"] == "canceled", item
+    assert item["sql"] == statement
+
+    def gone():
+        with conn.cursor() as cur:
+            cur.execute(
+                "SELECT 1 FROM pg_stat_activity WHERE pid = %s AND state = 'active'", (pid,)
+            )
+            return cur.fetchone() is None
+
+    wait_for(gone, message="the canceled backend to stop")
+    lock.rollback()
+    assert counters(conn, "public", "locked2")[1] == analyzes
+    assert filenode(conn, "public", "locked2_v") == node
+    assert ops.delete(f"/maintenance/{kind}/{op_id}").status_code == 409
 
 
 def test_cancel_errors(ops):
@@ -641,11 +800,14 @@ def test_conflicting_operations_are_serialised(ops, pgconn, locker):
     third = schedule(ops, index_path("locked2_pkey") + "/reindex")
     free = schedule(ops, table_path("t4") + "/analyze")
     assert wait_op(ops, "analyze", free)["status"] == "done"
-    time.sleep(0.3)
-    assert op(ops, "analyze", second)["status"] == "queued"
-    assert op(ops, "reindex", third)["status"] == "queued"
+    assert wait_op(ops, "analyze", second, statuses=("queued",) + FINISHED)["status"] == "queued"
+    assert wait_op(ops, "reindex", third, statuses=("queued",) + FINISHED)["status"] == "queued"
+    assert op(ops, "vacuum", first)["status"] == "doing"
     listed = ops.get(table_path("locked2") + "/analyze/scheduled").json()
-    assert [(i["id"], i["status"]) for i in listed] == [(second, "queued")]
+    # (the canceled operations of test_cancel_queued may still be listed, finished)
+    assert [(i["id"], i["status"]) for i in listed if i["status"] not in FINISHED] == [
+        (second, "queued")
+    ]
     lock.rollback()
     a = wait_op(ops, "vacuum", first)
     b = wait_op(ops, "analyze", second)
@@ -665,7 +827,7 @@ def test_failing_operation(ops, pgconn):
     op_id = schedule(ops, table_path("doomed") + "/vacuum", mode="analyze", datetime=at(1.5))
     with conn.cursor() as cur:
         cur.execute("DROP TABLE doomed")
-    item = wait_op(ops, "vacuum", op_id, timeout=10)
+    item = wait_op(ops, "vacuum", op_id)
     assert item["status"] == "failed", item
     assert "does not exist" in item["error"], item
     assert item["sql"] == 'VACUUM (ANALYZE) "public"."doomed"'
@@ -730,7 +892,8 @@ def test_ui_style_request(ops):
     resp = ops.anon.get(
         ops.url + table_path("t2") + "/vacuum/scheduled", params={"key": ops.key}, headers=headers
     )
-    assert [(i["id"], i["status"], i["datetime"], i["mode"]) for i in resp.json()] == [
+    pending = [i for i in resp.json() if i["status"] in PENDING]
+    assert [(i["id"], i["status"], i["datetime"], i["mode"]) for i in pending] == [
         (op_id, "todo", when, "full")
     ]
     resp = ops.anon.delete(
@@ -843,13 +1006,12 @@ def test_api_responsive_during_long_vacuum(ops, pgconn, locker):
     lock = locker("t5", "SHARE")
     op_id = schedule(ops, table_path("t5") + "/vacuum", mode="full")
     wait_op(ops, "vacuum", op_id, statuses=("doing",))
-    worst = 0.0
+    # Answered while the operation runs (latency: bench/bench_ops.py).
     for _ in range(20):
-        t0 = time.monotonic()
-        assert ops.get("/maintenance/vacuum/scheduled").status_code == 200
+        listed = ops.get("/maintenance/vacuum/scheduled").json()
+        assert (op_id, "doing") in [(i["id"], i["status"]) for i in listed]
         assert ops.get(f"/maintenance/vacuum/{op_id}").json()["status"] == "doing"
-        worst = max(worst, time.monotonic() - t0)
-    assert worst < 1.0
+        assert ops.get(f"/maintenance/{DB}/schema/public").status_code == 200
     lock.rollback()
     assert wait_op(ops, "vacuum", op_id)["status"] == "done"
 
@@ -880,19 +1042,19 @@ def test_kill9_then_scheduled_operation_runs_once(ops, own_agent, pgconn):
     when = at(3)
     op_id = schedule(own_agent, table_path("t2", db=DB2) + "/vacuum", datetime=when)
     own_agent.kill9()
-    time.sleep(0.5)
     own_agent.start()
     own_agent.login()
     assert op(own_agent, "vacuum", op_id)["status"] in ("todo", "queued", "doing", "done")
-    item = wait_op(own_agent, "vacuum", op_id, timeout=15)
+    item = wait_op(own_agent, "vacuum", op_id)
     assert item["status"] == "done", item
-    time.sleep(1.0)
-    assert counters(conn, "public", "t2")[0] == vacuums + 1
+    reaches(lambda: counters(conn, "public", "t2")[0], vacuums + 1, "vacuum count of t2")
     assert [row for row in _task_rows(own_agent) if row[0] == op_id] == [(op_id, "done")]
-    # Restart again: nothing runs twice.
+    # Restart again: nothing runs twice. A witness due now runs after any
+    # leftover of the first one would have (same target: serialised).
     own_agent.restart()
     own_agent.login()
-    time.sleep(0.5)
+    witness = schedule(own_agent, table_path("t2", db=DB2) + "/analyze")
+    assert wait_op(own_agent, "analyze", witness)["status"] == "done"
     assert counters(conn, "public", "t2")[0] == vacuums + 1
     assert op(own_agent, "vacuum", op_id)["status"] == "done"
 
@@ -925,11 +1087,11 @@ def test_kill9_while_running_aborts(ops, own_agent, pgconn, locker):
             )
             return cur.fetchone() is None
 
-    wait_for(orphan_gone, timeout=5, message="orphan backend to be canceled")
+    wait_for(orphan_gone, message="orphan backend to be canceled")
     lock.rollback()
-    time.sleep(0.3)
     assert filenode(conn, "public", "locked") == node  # the aborted VACUUM FULL never ran
-    assert own_agent.get("/maintenance/vacuum/scheduled").json() == []
+    listed = own_agent.get("/maintenance/vacuum/scheduled").json()
+    assert [i for i in listed if i["status"] in PENDING] == []
 
 
 def test_stop_while_running(ops, own_agent, pgconn, locker):

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import re
 import threading
-import time
 from contextlib import contextmanager
 from urllib.parse import quote
 
@@ -13,7 +12,9 @@ import psycopg2.errors
 import pytest
 
 from temboardagent.errors import NotFound
-from temboardagent.plugins.maintenance import catalog
+from temboardagent.plugins.maintenance import catalog, versions
+
+from .helpers import HANG, drop_database, finishes, settle_stats, wait_for
 
 DB = "mread_db"
 CLOSED_DB = "mread_closed"
@@ -227,6 +228,12 @@ def check_types(item: dict, spec: dict, added: set = ADDED, nullable: set = froz
             assert type(item[key]) is bool
 
 
+def without_reason(entry: dict) -> dict:
+    """A GET /maintenance entry without its ``reason`` extension (null or a text)."""
+    assert entry["reason"] is None or type(entry["reason"]) is str, entry
+    return {k: v for k, v in entry.items() if k != "reason"}
+
+
 def connect(pg, dbname: str = DB, user: str | None = None, **options):
     """An autocommit connection; ``options``: settings such as lock_timeout."""
     kwargs = {"dbname": dbname}
@@ -249,7 +256,7 @@ def query(conn, sql: str, params=None) -> list[tuple]:
 def db(pg):
     admin = connect(pg, "postgres")
     for name in (DB, CLOSED_DB):
-        query_none(admin, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        drop_database(pg, name)
         query_none(admin, f'CREATE DATABASE "{name}"')
     query_none(admin, f'ALTER DATABASE "{CLOSED_DB}" ALLOW_CONNECTIONS false')
     query_none(admin, f"DROP ROLE IF EXISTS {READER}")
@@ -261,10 +268,11 @@ def db(pg):
         cur.execute(NEVER)
         cur.execute(f"GRANT USAGE ON SCHEMA s1, s2 TO {READER}")
         cur.execute(f"GRANT SELECT ON s1.same TO {READER}")
+    settle_stats(conn)  # PostgreSQL < 15: the collector has the rows and the ANALYZE
     conn.close()
     yield DB
     for name in (DB, CLOSED_DB):
-        query_none(admin, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        drop_database(pg, name)
     query_none(admin, f"DROP ROLE IF EXISTS {READER}")
     admin.close()
 
@@ -375,7 +383,7 @@ def test_size_pretty_matches_postgres(conn):
     values += [int(1.7**e) for e in range(10, 75, 3)]
     rows = query(conn, "SELECT v, pg_size_pretty(v) FROM unnest(%s::bigint[]) v", (values,))
     for value, expected in rows:
-        assert catalog.size_pretty(value) == expected, value
+        assert catalog.size_pretty(value, conn.server_version) == expected, value
     assert catalog.size_pretty(None) is None
     assert catalog.size_pretty(335872.0) == "328 kB"
 
@@ -457,17 +465,9 @@ def test_schema_page_shape_and_values(conn):
 def test_table_page_shape_and_values(conn):
     query_none(conn, "SELECT count(*) FROM public.country")  # a seq scan
     result = catalog.table(conn, "public", "country")
-    stat_columns = {
-        d
-        for (d,) in query(
-            conn,
-            "SELECT attname FROM pg_attribute"
-            " WHERE attrelid = 'pg_stat_all_tables'::regclass AND attnum > 0",
-        )
-    }
     spec = dict(SPEC_TABLE)
-    for column in stat_columns - set(spec):  # version-dependent columns
-        spec[column] = object
+    for column in versions.TABLE_STATS_COLUMNS:  # documented extensions (test_versions.py)
+        spec.setdefault(column.name, object)
     check_types(
         result,
         spec,
@@ -664,14 +664,18 @@ def test_locked_table_does_not_block(conn, other, statement):
     query_none(holder, "BEGIN")
     query_none(holder, statement)
     try:
-        started = time.monotonic()
-        result = catalog.schema(conn, "public")
-        database = catalog.database(conn)
-        page = catalog.table(conn, "public", "city")
-        elapsed = time.monotonic() - started
+        # Reads skip the locked objects instead of queueing behind the lock:
+        # they return while it is held (the deadline only catches a hang).
+        result, database, page = finishes(
+            lambda: (
+                catalog.schema(conn, "public"),
+                catalog.database(conn),
+                catalog.table(conn, "public", "city"),
+            ),
+            message="reads while the table is locked",
+        )
     finally:
         query_none(holder, "ROLLBACK")
-    assert elapsed < 2.0
     tables = by_name(result["tables"])
     assert tables["city"]["locked"] is True
     assert tables["country"]["locked"] is False
@@ -706,19 +710,18 @@ def test_awaited_lock_does_not_block(conn, other):
     thread = threading.Thread(target=lock)
     thread.start()
     try:
-        deadline = time.monotonic() + 5
-        while not query(
-            conn, "SELECT 1 FROM pg_locks WHERE pid = %s AND NOT granted", (waiter_pid,)
-        ):
-            assert time.monotonic() < deadline, "the LOCK did not queue"
-            time.sleep(0.01)
-        started = time.monotonic()
-        result = catalog.schema(conn, "public")
-        elapsed = time.monotonic() - started
+        wait_for(
+            lambda: query(
+                conn, "SELECT 1 FROM pg_locks WHERE pid = %s AND NOT granted", (waiter_pid,)
+            ),
+            message="the LOCK to queue",
+        )
+        result = finishes(
+            lambda: catalog.schema(conn, "public"), message="a read behind the queued LOCK"
+        )
     finally:
         query_none(reader, "ROLLBACK")
-        thread.join(10)
-    assert elapsed < 2.0
+        thread.join(HANG)
     assert by_name(result["tables"])["country"]["locked"] is True
 
 
@@ -737,14 +740,11 @@ def test_lock_taken_between_queries_is_retried(conn, other):
 
     catalog._main_sql = lock_then_query
     try:
-        started = time.monotonic()
-        result = catalog.schema(conn, "s2")
-        elapsed = time.monotonic() - started
+        result = finishes(lambda: catalog.schema(conn, "s2"), message="the retried read")
     finally:
         catalog._main_sql = main_sql
         query_none(holder, "ROLLBACK")
-    assert len(calls) == 2  # the first attempt hit lock_timeout (500 ms)
-    assert 0.5 <= elapsed < 2.0
+    assert len(calls) == 2  # the first attempt hit lock_timeout, the retry skipped the lock
     assert result["tables"][0]["locked"] is True
 
 
@@ -832,13 +832,14 @@ def test_instance(pg, db):
         admin.close()
     assert set(entries) == names
     assert [e["datname"] for e in result["databases"]] == sorted(entries)
-    check_types(entries[DB], SPEC_DATABASE_ENTRY, added=set())
-    check_types(entries["postgres"], SPEC_DATABASE_ENTRY, added=set(), nullable={
+    check_types(without_reason(entries[DB]), SPEC_DATABASE_ENTRY, added=set())
+    check_types(without_reason(entries["postgres"]), SPEC_DATABASE_ENTRY, added=set(), nullable={
         "indexes_bloat_bytes", "indexes_bloat_size", "tables_bloat_bytes", "tables_bloat_size",
     })  # fmt: skip
     # not accepting connections: its size, no figures
     for name in (CLOSED_DB,):
-        entry = entries[name]
+        assert entries[name]["reason"] == catalog.NOT_CONNECTABLE
+        entry = without_reason(entries[name])
         assert set(entry) == set(SPEC_DATABASE_ENTRY)
         assert entry["total_bytes"] == sizes[name]
         assert entry["total_size"] == catalog.size_pretty(sizes[name])
@@ -870,6 +871,7 @@ def test_instance_survives_refused_database(pg, db):
         admin.close()
     entries = {e["datname"]: e for e in result["databases"]}
     assert entries[DB]["n_tables"] is None and entries[DB]["total_bytes"] is None
+    assert "permission denied for database" in entries[DB]["reason"]
     assert type(entries["postgres"]["n_tables"]) is float
 
 
@@ -885,7 +887,7 @@ def test_http_pages(agent, db):
     assert resp.status_code == 200, resp.text
     data = resp.json()
     entries = {e["datname"]: e for e in data["databases"]}
-    check_types(entries[DB], SPEC_DATABASE_ENTRY, added=set())
+    check_types(without_reason(entries[DB]), SPEC_DATABASE_ENTRY, added=set())
     check_types(data["instance"], SPEC_INSTANCE, added=set())
     assert "template0" not in entries and "template1" not in entries  # as upstream
 
@@ -961,7 +963,7 @@ def test_http_odd_database_name(agent, pg, db):
         entries = {e["datname"]: e for e in agent.get(path()).json()["databases"]}
         assert entries[name]["n_tables"] >= 1.0
     finally:
-        query_none(admin, 'DROP DATABASE "mread ""Odd"" DB é" WITH (FORCE)')
+        drop_database(pg, 'mread "Odd" DB é')
         admin.close()
 
 
@@ -998,16 +1000,12 @@ def test_http_locked_table(agent, pg, db, other):
     query_none(holder, "BEGIN")
     query_none(holder, "LOCK TABLE public.city IN ACCESS EXCLUSIVE MODE")
     try:
-        started = time.monotonic()
-        resp = agent.get(path(DB, "schema", "public"), timeout=10)
-        schema_time = time.monotonic() - started
-        db_resp = agent.get(path(DB), timeout=10)
-        instance_resp = agent.get(path(), timeout=10)
-        elapsed = time.monotonic() - started
+        # Answered while the lock is held (the client timeout only catches a hang).
+        resp = agent.get(path(DB, "schema", "public"), timeout=HANG)
+        db_resp = agent.get(path(DB), timeout=HANG)
+        instance_resp = agent.get(path(), timeout=HANG)
     finally:
         query_none(holder, "ROLLBACK")
     assert resp.status_code == 200, resp.text
-    assert schema_time < 3.0
     assert db_resp.status_code == 200 and instance_resp.status_code == 200
-    assert elapsed < 6.0
     assert by_name(resp.json()["tables"])["city"]["locked"] is True

@@ -14,7 +14,7 @@ import time
 import psycopg2
 import pytest
 
-from .helpers import run_sql
+from .helpers import drop_database, run_sql
 
 DB = "progress_db"
 DEADLINE = 60.0
@@ -41,13 +41,13 @@ def db(pg):
     for table in ("slow", "locked", "outside", "auto"):
         run_sql(
             pg,
-            f"CREATE TABLE {table} (id int, filler text);"
+            f"CREATE TABLE {table} (id int, filler text) WITH (autovacuum_enabled = false);"
             f" INSERT INTO {table} SELECT g, repeat('x', 200) FROM generate_series(1, 3000) g;"
             f" DELETE FROM {table} WHERE id % 2 = 0",
             dbname=DB,
         )
     yield DB
-    run_sql(pg, f"DROP DATABASE IF EXISTS {DB} WITH (FORCE)")
+    drop_database(pg, DB)  # DROP DATABASE ... WITH (FORCE) needs 13
 
 
 def item_of(agent, kind: str, op_id: str) -> dict:
@@ -190,7 +190,7 @@ def test_activity_lists_outside_vacuum_autovacuum_and_our_operation(agent, db, p
     # An autovacuum worker on a table with thresholds at zero, slowed down.
     run_sql(
         pg,
-        "ALTER TABLE auto SET (autovacuum_vacuum_threshold = 0,"
+        "ALTER TABLE auto SET (autovacuum_enabled = true, autovacuum_vacuum_threshold = 0,"
         " autovacuum_vacuum_scale_factor = 0, autovacuum_vacuum_cost_delay = 100,"
         " autovacuum_vacuum_cost_limit = 1)",
         dbname=db,

@@ -13,7 +13,6 @@ import socket
 import ssl
 import threading
 import time
-import warnings
 from types import SimpleNamespace
 from urllib.parse import quote
 
@@ -22,7 +21,7 @@ import pytest
 from temboardagent.embedded import EmbeddedCluster, throwaway_cluster
 
 from .agentproc import AgentProcess
-from .helpers import route_table, run_sql
+from .helpers import HANG, route_table, run_sql, wait_for
 
 LATER = {"datetime": "2100-01-01T00:00:00Z"}  # far enough never to run
 SESSIONS: list[str] = []  # every session id handed out in this module
@@ -224,29 +223,28 @@ def test_brute_force_is_throttled(env):
     agent = _start(AgentProcess(env.base / "bruteforce", env.pg))
     url = agent.url + "/login"
     statuses = []
-    last_failure = time.monotonic()
     for i in range(50):
         resp = agent.anon.post(url, json={"username": agent.username, "password": f"wrong-{i}"})
         statuses.append(resp.status_code)
-        if resp.status_code == 401:
-            last_failure = time.monotonic()
-        else:
+        if resp.status_code != 401:
             assert resp.status_code == 429, resp.text
             assert 0 < resp.json()["retry_after"] <= 10
     assert statuses[:5] == [401] * 5
     assert statuses.count(429) >= 30, statuses
-    # The right password works again within the documented 10 s.
-    while True:
+    # Refused while locked out, even with the right password; accepted once the
+    # announced retry_after has passed (the lockout ends, it does not slide on 429s).
+    resp = agent.anon.post(url, json={"username": agent.username, "password": agent.password})
+    retries = 0
+    while resp.status_code == 429:
+        retry_after = resp.json()["retry_after"]
+        assert 0 < retry_after <= 10, resp.text
+        retries += 1
+        assert retries <= 3, "still locked out after waiting retry_after three times"
+        time.sleep(retry_after)
         resp = agent.anon.post(url, json={"username": agent.username, "password": agent.password})
-        if resp.status_code == 200:
-            break
-        assert resp.status_code == 429, resp.text
-        assert time.monotonic() - last_failure < 11.5, "still locked out"
-        time.sleep(0.2)
-    waited = time.monotonic() - last_failure
+    assert resp.status_code == 200, resp.text
     SESSIONS.append(resp.json()["session"])
-    print(f"\nbrute force: {statuses.count(401)} x 401, {statuses.count(429)} x 429; "
-          f"right password accepted {waited:.1f}s after the last failure")  # fmt: skip
+    print(f"\nbrute force: {statuses.count(401)} x 401, {statuses.count(429)} x 429")
     agent.stop()
 
 
@@ -274,8 +272,10 @@ NUL = "x\x00y"
 
 def _pending_count(agent) -> int:
     return sum(
-        len(agent.get(f"/maintenance/{k}/scheduled").json())
+        1
         for k in ("vacuum", "analyze", "reindex")
+        for item in agent.get(f"/maintenance/{k}/scheduled").json()
+        if item["status"] in ("todo", "queued", "doing")
     )
 
 
@@ -349,7 +349,7 @@ def test_quoted_identifiers(env):
         assert resp.status_code == 200, (path, resp.text)
         ids.append((path.rsplit("/", 1)[1], resp.json()["id"]))
     for kind, op in ids:
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + HANG
         while True:
             item = agent.get(f"/maintenance/{kind}/{op}").json()
             if item["status"] not in ("todo", "queued", "doing"):
@@ -418,10 +418,16 @@ def test_no_log_injection(env):
     forged = "1999-01-01 00:00:00,000 temboard-agent[1]: [temboardagent.access] INFO: forged"
     resp = env.agent.get("/maintenance/vacuum/" + quote("x\n" + forged, safe=""))
     assert resp.status_code == 404
-    time.sleep(0.3)  # the log is written by a thread
-    lines = env.agent.logfile.read_text(errors="replace").splitlines()
+    # The log is written by a thread: wait for the line logging that request.
+    lines = wait_for(
+        lambda: [
+            line
+            for line in env.agent.logfile.read_text(errors="replace").splitlines()
+            if "forged" in line
+        ],
+        message="the request in the log",
+    )
     assert not [line for line in lines if line.startswith("1999-01-01")]
-    assert any("forged" in line for line in lines)
 
 
 # Sizes and slow clients
@@ -452,21 +458,17 @@ def test_body_over_limit(env):
     agent.delete("/maintenance/vacuum/" + resp.json()["id"])
 
 
-def _normal_request_time(agent, timeout: float = 30) -> float:
-    """Seconds a GET /profile takes (``timeout`` when it got no answer in time)."""
-    started = time.monotonic()
-    try:
-        status, _ = _raw(agent, "GET", "/profile", {"X-Session": agent.session_id}, timeout=timeout)
-    except TimeoutError:
-        return timeout
+def _answered(agent) -> None:
+    """A normal request gets its answer (the deadline only catches a stall)."""
+    status, _ = _raw(agent, "GET", "/profile", {"X-Session": agent.session_id}, timeout=HANG)
     assert status == 200
-    return time.monotonic() - started
 
 
 def test_header_flood(env):
     agent = env.agent
     _login(agent)
     replies = []
+    sent = threading.Barrier(21)
 
     def flood(kind: str) -> None:
         head = b"GET /profile HTTP/1.1\r\nHost: x\r\n"
@@ -474,11 +476,12 @@ def test_header_flood(env):
             head += b"".join(b"X-H%d: v\r\n" % i for i in range(10000))
         else:
             head += b"X-Big: " + b"a" * (1024 * 1024) + b"\r\n"
-        with socket.create_connection(("127.0.0.1", agent.port), timeout=10) as raw:
+        with socket.create_connection(("127.0.0.1", agent.port), timeout=HANG) as raw:
             with _tls_context().wrap_socket(raw) as tls:
                 try:
+                    sent.wait(HANG)
                     tls.sendall(head + b"\r\n")
-                except OSError:
+                except (OSError, threading.BrokenBarrierError):
                     pass  # the server may close before reading it all
                 try:
                     replies.append(tls.recv(100))
@@ -490,123 +493,96 @@ def test_header_flood(env):
     ]
     for thread in threads:
         thread.start()
-    times = [_normal_request_time(agent) for _ in range(3)]
+    sent.wait(HANG)  # all 20 connected, flooding now
+    for _ in range(3):
+        _answered(agent)
     for thread in threads:
-        thread.join(30)
+        thread.join(HANG)
     assert len(replies) == 20
     for reply in replies:
         assert reply == b"" or reply.startswith((b"HTTP/1.1 4", b"HTTP/1.0 4")), reply
-    assert max(times) < 2, times
 
 
-def _slow_clients_stall(env, count: int) -> list[float]:
+def _answered_while_trickling(env, count: int) -> None:
+    """``count`` clients trickle one byte a second (half in TLS, half in the TLS
+    handshake); once all are connected, a normal request is still answered."""
     agent = env.agent
     stop = threading.Event()
+    connected = threading.Semaphore(0)
 
     def slow(tls_first: bool) -> None:
         try:
-            raw = socket.create_connection(("127.0.0.1", agent.port), timeout=30)
+            raw = socket.create_connection(("127.0.0.1", agent.port), timeout=HANG)
             sock = _tls_context().wrap_socket(raw) if tls_first else raw
             data = b"GET /profile HTTP/1.1\r\nHost: x\r\nX-Slow: " + b"s" * 100
             if not tls_first:  # a TLS record header, then its content byte by byte
                 data = bytes.fromhex("1603010200") + b"\x01" * 100
-            for byte in data:
+            sock.send(data[:1])
+            connected.release()
+            for byte in data[1:]:
                 if stop.wait(1):
                     break
                 sock.send(bytes([byte]))
             sock.close()
         except OSError:
-            pass
+            connected.release()
 
     threads = [threading.Thread(target=slow, args=(i % 2 == 0,), daemon=True) for i in range(count)]
     for thread in threads:
         thread.start()
     try:
-        time.sleep(2)
-        times = []
+        for _ in range(count):
+            assert connected.acquire(timeout=HANG), "the trickling clients did not connect"
         for _ in range(3):
-            times.append(_normal_request_time(agent, timeout=5))
-            if times[-1] >= 2.5:
-                break
+            _answered(agent)
     finally:
         stop.set()
         for thread in threads:
-            thread.join(5)
-    return times
+            thread.join(HANG)
 
 
 def test_a_few_slow_clients_do_not_stall_others(env):
-    """Fewer trickling clients than HTTP threads: others are served at once."""
-    times = _slow_clients_stall(env, 8)
-    assert max(times) < 2.5, times
+    """Fewer trickling clients than HTTP threads: others are served (how fast:
+    bench/bench_core.py)."""
+    _answered_while_trickling(env, 8)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known limit: more trickling clients than http_threads delay others for up to "
-    "socket_timeout (each is cut off once its per-request read budget is spent)",
-)
 def test_many_slow_clients_do_not_stall_others(env):
-    times = _slow_clients_stall(env, 40)
-    assert max(times) < 2.5, times
+    """More trickling clients than HTTP threads: others are still served, at worst
+    once the trickling ones are cut off after socket_timeout (the delay is a
+    figure of bench/bench_core.py, not a test)."""
+    _answered_while_trickling(env, 40)
 
 
 def test_trickling_client_is_cut_off(env):
-    """A client sending one byte a second loses its connection after socket_timeout."""
+    """A client sending one byte a second loses its connection (after socket_timeout),
+    long before its request could end."""
     agent = env.agent
-    raw = socket.create_connection(("127.0.0.1", agent.port), timeout=30)
+    raw = socket.create_connection(("127.0.0.1", agent.port), timeout=HANG)
     sock = _tls_context().wrap_socket(raw)
-    started = time.monotonic()
-    closed_after = None
+    cut_off = False
     try:
-        for byte in b"GET /profile HTTP/1.1\r\nHost: x\r\nX-Slow: " + b"s" * 40:
+        # Never ends its headers: only the server can end this (HANG bytes, HANG s).
+        for byte in b"GET /profile HTTP/1.1\r\nHost: x\r\nX-Slow: " + b"s" * int(HANG):
             sock.send(bytes([byte]))
             time.sleep(1)
     except OSError:
-        closed_after = time.monotonic() - started
-    else:
-        sock.settimeout(5)
-        try:
-            reply = sock.recv(100)
-        except OSError:
-            reply = b""
-        closed_after = time.monotonic() - started
-        assert reply == b"" or reply.startswith(b"HTTP/1.1 408"), reply
+        cut_off = True
     finally:
         sock.close()
-    assert closed_after is not None and closed_after < 25, closed_after
+    assert cut_off, "the server kept a trickling client for over a minute"
 
 
 # TLS
 
 
-def test_tls_before_1_2_refused_by_the_server(env):
+def test_tls_1_2_and_1_3_accepted(env):
+    """Modern versions work (the refusal of TLS 1.0/1.1: test_core.test_tls_1_2_minimum)."""
     agent = env.agent
-    for version in ("TLSv1", "TLSv1_1"):
-        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-        ctx.check_hostname = False
-        ctx.verify_mode = ssl.CERT_NONE
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", DeprecationWarning)
-            try:
-                ctx.set_ciphers("DEFAULT:@SECLEVEL=0")  # let the client offer old versions
-                ctx.minimum_version = getattr(ssl.TLSVersion, version)
-                ctx.maximum_version = getattr(ssl.TLSVersion, version)
-            except (ValueError, ssl.SSLError):
-                pytest.skip(f"local OpenSSL cannot offer {version}")
-        with socket.create_connection(("127.0.0.1", agent.port), timeout=5) as raw:
-            with pytest.raises(ssl.SSLError) as info:
-                with ctx.wrap_socket(raw) as tls:
-                    tls.recv(1)
-        message = str(info.value).lower()
-        if "no protocols available" in message or "unsupported protocol" in message:
-            pytest.skip(f"local OpenSSL refused to offer {version}: {message}")
-        # The server's alert, not a client-side refusal.
-        assert "alert protocol version" in message, message
     for version in ("TLSv1_2", "TLSv1_3"):
         ctx = _tls_context()
         ctx.minimum_version = ctx.maximum_version = getattr(ssl.TLSVersion, version)
-        with socket.create_connection(("127.0.0.1", agent.port), timeout=5) as raw:
+        with socket.create_connection(("127.0.0.1", agent.port), timeout=HANG) as raw:
             with ctx.wrap_socket(raw) as tls:
                 assert tls.version() == version.replace("_", ".")
 

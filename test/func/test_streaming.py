@@ -70,12 +70,13 @@ def plain_schema(pg, dbname: str, schema: str) -> dict[str, Any]:
             cur.execute(catalog.load_sql("context_schema"), {"schema": schema})
             ctx = dict(zip([d.name for d in cur.description], cur.fetchone()))
         tables, indexes = catalog._relations(conn, ctx["nsp"], None, ctx)
+        version = conn.server_version
     finally:
         conn.close()
     total = sum(t["total_bytes"] for t in tables)
     return {
         "indexes": indexes,
-        "size": catalog.size_pretty(total) if tables else None,
+        "size": catalog.size_pretty(total, version) if tables else None,
         "tables": tables,
         "total_bytes": total,
     }
@@ -93,10 +94,12 @@ def plain_database(pg, dbname: str) -> dict[str, Any]:
             catalog._execute_main(cur, "database", ctx["privileged"], params)
             names = [d.name for d in cur.description]
             schemas = [dict(zip(names, row)) for row in cur.fetchall()]
+        version = conn.server_version
     finally:
         conn.close()
     total = ctx["total_bytes"]
-    return {"schemas": schemas, "total_bytes": total, "total_size": catalog.size_pretty(total)}
+    size = catalog.size_pretty(total, version)
+    return {"schemas": schemas, "total_bytes": total, "total_size": size}
 
 
 def assert_streamed(resp) -> None:

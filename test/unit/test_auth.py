@@ -7,7 +7,7 @@ import pytest
 from temboardagent.auth.gate import Gate
 from temboardagent.auth.passwords import hash_password, legacy_hash, verify_password
 from temboardagent.auth.sessions import SessionStore
-from temboardagent.auth.throttle import MAX_LOCKOUT, LoginThrottle
+from temboardagent.auth.throttle import MAX_LOCKOUT, FailureTable
 from temboardagent.auth.users import UsersFile, parse_users, set_user
 from temboardagent.errors import ConfigError, NotAcceptable, Unauthorized
 
@@ -21,12 +21,27 @@ def test_scrypt_hash_roundtrip():
     assert not verify_password("anyone", "s3cret", "$scrypt$garbage")
 
 
+#: line of upstream temboard-agent's sample users file; the password is ``alice``
+UPSTREAM_ALICE = (
+    "alice:Xm4iJH8aQmXRvrsLy/fNbQU23K6/FlEVRhhPZKO2aHvYVGzCft+u7RXQ9Z48IyVtnS+n47UM3QUM4is0BVTPOA=="
+)
+
+
 def test_legacy_hash_known_value():
-    # upstream: base64(sha512(hexlify(password) + sha512(username)))
-    hashed = legacy_hash("admin", "admin")
-    assert hashed.endswith("==") and len(hashed) == 88
-    assert verify_password("admin", "admin", hashed)
-    assert not verify_password("other", "admin", hashed)
+    """Upstream's own hash (not one made by our function) verifies."""
+    username, stored = UPSTREAM_ALICE.split(":", 1)
+    assert verify_password(username, "alice", stored)
+    assert legacy_hash(username, "alice") == stored
+    assert not verify_password(username, "alice!", stored)
+    assert not verify_password("bob", "alice", stored)  # salted with the username
+
+
+def test_upstream_users_file(tmp_path):
+    path = tmp_path / "users"
+    path.write_text(UPSTREAM_ALICE + "\n")
+    users = UsersFile(path)
+    assert users.authenticate("alice", "alice")
+    assert not users.authenticate("alice", "Alice")
 
 
 def test_users_file(tmp_path):
@@ -51,7 +66,7 @@ def test_users_file_errors():
 
 def test_throttle_grows_and_is_bounded():
     now = [1000.0]
-    throttle = LoginThrottle(clock=lambda: now[0])
+    throttle = FailureTable(5, clock=lambda: now[0])
     for _ in range(5):
         assert throttle.retry_after("user:a") == 0
         throttle.failure("user:a")

@@ -316,7 +316,9 @@ def test_history_item():
     assert set(item) == {
         "id", "dbname", "schema", "table", "index", "mode", "datetime", "status",
         "sql", "created", "started", "finished", "duration", "error",
+        "notices", "skipped", "skipped_count",
     }  # fmt: skip
+    assert item["notices"] == [] and item["skipped"] == [] and item["skipped_count"] == 0
 
     canceled = _task(
         make_target("db"), status="canceled", error="canceling statement due to user request"

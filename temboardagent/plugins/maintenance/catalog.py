@@ -42,13 +42,16 @@ Decisions (to be documented for users):
 - **Null conventions**: a ``*_size`` is ``pg_size_pretty`` of its
   ``*_bytes``; in aggregates over nothing (a schema without table, index or
   TOAST table) the byte count is 0 and the ``*_size`` null, bloat sums are
-  null when no member has an estimate. ``row_estimate`` is ``reltuples``
-  (-1 when unknown, PostgreSQL >= 14).
+  null when no member has an estimate. ``row_estimate`` is ``reltuples``,
+  -1 when unknown on every version (``sql/reltuples.sql``, ``versions.py``).
 - **GET /maintenance** lists the databases that are not templates (as
   upstream). Those the agent cannot connect to (``datallowconn`` false,
   invalid, connection refused, timeout) keep their ``total_bytes``
   (``pg_database_size``, null if the role may not read it) and have null
-  figures otherwise. The instance ``total_bytes`` sums the listed databases.
+  figures otherwise, and a ``reason`` (null for the others): not accepting
+  connections, or the error, e.g. ``PostgreSQL refused: permission denied for
+  database "d"`` for a role without CONNECT. The instance ``total_bytes`` sums
+  the listed databases.
   Databases are queried concurrently, at most ``parallel_databases`` at once,
   each over a connection closed after use (a scan keeps no connection that
   would make ``DROP DATABASE`` fail).
@@ -79,6 +82,7 @@ import psycopg2.extensions
 
 from ...errors import HTTPError, NotFound
 from ...jsonstream import JSONArray, JSONObject, materialize
+from . import versions
 
 logger = logging.getLogger(__name__)
 
@@ -134,32 +138,17 @@ def load_sql(name: str, stats: str = "pg_statistic", materialized: bool = True) 
     return _INCLUDE.sub(include, text)
 
 
-#: pg_size_pretty's units: name, limit, half-rounded, bits (PostgreSQL >= 15)
-_UNITS = (("bytes", 10 * 1024, False, 0),) + tuple(
-    (name, 20 * 1024 - 1, True, bits)
-    for name, bits in (("kB", 10), ("MB", 20), ("GB", 30), ("TB", 40), ("PB", 50))
-)
-
-
-def _c_div(value: int, divisor: int) -> int:
-    """Integer division truncating toward zero, as C does."""
-    quotient = abs(value) // divisor
-    return quotient if value >= 0 else -quotient
-
-
-def size_pretty(size: int | float | None) -> str | None:
-    """``pg_size_pretty`` in Python (PostgreSQL >= 15 units), None for None."""
+def size_pretty(size: int | float | None, version: int = 150000) -> str | None:
+    """``pg_size_pretty`` of a server of ``version`` in Python, None for None."""
     if size is None:
         return None
-    size = int(size)
-    for i, (name, limit, rounded, bits) in enumerate(_UNITS):
-        if i == len(_UNITS) - 1 or abs(size) < limit:
-            if rounded:
-                size = _c_div(size + (-1 if size < 0 else 1), 2)
-            return f"{size} {name}"
-        _, _, next_rounded, next_bits = _UNITS[i + 1]
-        size = _c_div(size, 1 << (next_bits - bits - int(next_rounded) + int(rounded)))
-    raise AssertionError("unreachable")  # pragma: no cover
+    return versions.pg_size_pretty(int(size), version)
+
+
+@functools.cache
+def table_stats_query(version: int) -> str:
+    """``sql/table_stats.sql`` for a server: the same columns on every version."""
+    return load_sql("table_stats").replace("{columns}", versions.table_stats_columns(version))
 
 
 def _stats_variant(privileged: bool) -> str:
@@ -371,7 +360,10 @@ def schema_page(
             raise NotFound(f"Schema '{schema_name}' not found.")
         totals = {"bytes": 0, "tables": 0}
         yield "tables", JSONArray(_schema_tables(rows, totals))
-        yield "size", size_pretty(totals["bytes"]) if totals["tables"] else None
+        yield (
+            "size",
+            size_pretty(totals["bytes"], conn.server_version) if totals["tables"] else None,
+        )
         yield "total_bytes", totals["bytes"]
         rows.rewind()
         yield "indexes", JSONArray(_schema_indexes(rows))
@@ -427,7 +419,8 @@ def table(conn: Any, schema_name: str, table_name: str) -> dict[str, Any]:
         with conn.cursor() as cur:
             for caster in _TEXT_TYPES:
                 psycopg2.extensions.register_type(caster, cur)
-            cur.execute(load_sql("table_stats"), {"relid": ctx["relid"]})
+            query = table_stats_query(conn.server_version)
+            cur.execute(query, {"relid": ctx["relid"]})
             stats = cur.fetchone()
             names = [d.name for d in cur.description]
         if stats is None:
@@ -470,7 +463,7 @@ def database_page(
     with _schemas(conn, computed) as (schemas, total):
         yield "schemas", JSONArray(schemas)
         yield "total_bytes", total
-        yield "total_size", size_pretty(total)
+        yield "total_size", size_pretty(total, conn.server_version)
 
 
 def database(conn: Any) -> dict[str, Any]:
@@ -496,7 +489,7 @@ def database_summary(conn: Any) -> dict[str, Any]:
                     sums[name] = (sums[name] or 0) + schema_row[name]
     figures = {name: None if sums[name] is None else float(sums[name]) for name in sums}
     for name in ("tables", "indexes", "toast", "tables_bloat", "indexes_bloat"):
-        figures[f"{name}_size"] = size_pretty(figures[f"{name}_bytes"])
+        figures[f"{name}_size"] = size_pretty(figures[f"{name}_bytes"], conn.server_version)
     return figures
 
 
@@ -521,24 +514,44 @@ def is_template(conn: Any, dbname: str) -> bool:
     return bool(row[0])
 
 
-def instance(connect: Connect, parallel_databases: int = 4) -> dict[str, Any]:
+#: ``reason`` of a database closed to connections (``datallowconn`` false, invalid)
+NOT_CONNECTABLE = "The database does not accept connections."
+
+
+def unreachable_reason(exc: Exception) -> str:
+    """Why a database could not be read, for its ``reason`` in GET /maintenance."""
+    if isinstance(exc, HTTPError):
+        return exc.message
+    diag = getattr(exc, "diag", None)
+    primary = getattr(diag, "message_primary", None)
+    if primary:
+        return primary
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def instance(
+    connect: Connect, parallel_databases: int = 4, default_dbname: str | None = None
+) -> dict[str, Any]:
     """``GET /maintenance``: the databases but templates, and their total size.
 
     Databases are queried concurrently, at most ``parallel_databases`` at
-    once, each over a connection closed after use; one that cannot be reached
-    gets null figures instead of failing the whole call.
+    once, each over a connection closed after use but ``default_dbname``'s
+    (the agent's own, pooled); one that cannot be reached gets null figures
+    and a ``reason`` instead of failing the whole call.
     """
     with connect(None) as conn, conn.cursor() as cur:
         cur.execute(load_sql("databases"))
         databases = cur.fetchall()
+        version = conn.server_version
 
-    def summary(datname: str) -> dict[str, Any] | None:
+    def summary(datname: str) -> dict[str, Any] | str:
         try:
-            with connect(datname, pooled=False) as conn:
+            with connect(datname, pooled=datname == default_dbname) as conn:
                 return database_summary(conn)
         except (HTTPError, psycopg2.Error) as exc:
             logger.warning("Cannot read database %s: %s", datname, exc)
-            return None
+            return unreachable_reason(exc)
 
     # largest first: the slowest database starts at once (longest job first)
     names = [
@@ -552,13 +565,16 @@ def instance(connect: Connect, parallel_databases: int = 4) -> dict[str, Any]:
 
     entries = []
     for datname, _, total in databases:
-        figures = summaries.get(datname) or dict.fromkeys(DATABASE_FIGURES)
-        entry = {"datname": datname, **figures}
+        figures = summaries.get(datname, NOT_CONNECTABLE)
+        reason = None
+        if isinstance(figures, str):
+            figures, reason = dict.fromkeys(DATABASE_FIGURES), figures
+        entry = {"datname": datname, **figures, "reason": reason}
         entry["total_bytes"] = total
-        entry["total_size"] = size_pretty(total)
+        entry["total_size"] = size_pretty(total, version)
         entries.append(dict(sorted(entry.items())))
     total = _sum([e["total_bytes"] for e in entries])
     return {
         "databases": entries,
-        "instance": {"total_bytes": total, "total_size": size_pretty(total)},
+        "instance": {"total_bytes": total, "total_size": size_pretty(total, version)},
     }

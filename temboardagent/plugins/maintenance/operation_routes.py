@@ -16,6 +16,10 @@ Choices the spec leaves open:
   microsecond, so they are never duplicates (they queue behind each other).
 - The target must exist when the operation is scheduled (404 naming the missing
   database, schema, table or index); PostgreSQL down at that moment -> 503.
+- The agent's role must be allowed to run it (403 otherwise, see ``privileges``).
+- Lists also show operations finished in the last ``finished_visible`` seconds
+  (done, failed, canceled, aborted); duplicates are only looked for among
+  pending ones.
 - Cancel of a finished operation (done, failed, canceled, aborted) -> 409.
 - History: ``GET /maintenance/<kind>/history?db=&status=a,b&limit=&offset=``,
   newest first (``limit`` 1-1000, default 100); ``GET /maintenance/<kind>/<id>``.
@@ -23,13 +27,14 @@ Choices the spec leaves open:
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta, timezone
 from typing import Any, Callable
 
 from ...errors import Conflict, NotFound, malformed
 from ...jsonstream import JSONArray
 from ...tasks import PENDING, STATUSES, TaskExists, TaskFinished, TaskNotFound
 from .. import PluginContext, Request
-from . import progress, targets
+from . import privileges, progress, targets
 from .operations import (
     KINDS,
     history_item,
@@ -102,6 +107,7 @@ class OperationRoutes:
         else:
             targets.check_database(self.ctx, self.settings, dbname)
         target = make_target(dbname, schema, table, index, index_table)
+        privileges.check(self.ctx, self.settings, kind, target)
         try:
             task = self.ctx.tasks.schedule(
                 worker_name(kind),
@@ -126,7 +132,7 @@ class OperationRoutes:
         schema: str | None = None,
         table: str | None = None,
     ) -> list[dict[str, Any]]:
-        """Pending operations (todo, queued, doing) ordered by datetime."""
+        """Pending, running and just finished operations ordered by datetime."""
         if table is not None:
             targets.check_table(self.ctx, self.settings, dbname, schema, table)
         elif schema is not None:
@@ -142,10 +148,18 @@ class OperationRoutes:
         schema: str | None = None,
         table: str | None = None,
     ) -> list[dict[str, Any]]:
-        """The list without existence checks."""
+        """The list without existence checks.
+
+        Operations finished in the last ``finished_visible`` seconds stay
+        listed with their final status: a client polling the list sees them
+        end (the temboard UI refreshes its page when a list changes).
+        """
+        visible = self.settings.finished_visible
+        since = datetime.now(timezone.utc) - timedelta(seconds=visible) if visible else None
         tasks = self.ctx.tasks.list(
             workers=[worker_name(kind)],
             statuses=PENDING,
+            finished_since=since,
             target=pending_filter(dbname, schema, table),
             order="start",
         )

@@ -13,7 +13,9 @@ Execution: the worker opens a dedicated connection (not pooled, not read-only,
 no statement timeout, closed when the operation ends) to the target database,
 stores the exact statement text as the task's output, records its backend pid,
 then runs the statement in autocommit. Failures keep PostgreSQL's message as
-the task error. If PostgreSQL is unreachable when an operation is due, the
+the task error. The notices PostgreSQL sends are kept on the task (``details``)
+and an operation that skipped what it had to process fails (see
+:mod:`.outcome`). If PostgreSQL is unreachable when an operation is due, the
 operation fails at once (``PostgreSQL is unavailable.``): it is not retried
 later, so a maintenance window is never silently shifted.
 """
@@ -32,8 +34,10 @@ from typing import TYPE_CHECKING, Any, Mapping
 import psycopg2
 from psycopg2 import sql
 
+from ...cluster import check_cluster
 from ...errors import BadRequest, HTTPError, malformed
 from .. import PluginContext
+from . import outcome, privileges
 from .catalog import load_sql
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -283,6 +287,7 @@ def history_item(task: Task) -> dict[str, Any]:
     duration = None
     if task.started is not None and task.finished is not None:
         duration = round((task.finished - task.started).total_seconds(), 6)
+    details = task.details or {}
     item.update(
         sql=text,
         created=format_optional(task.created),
@@ -290,6 +295,9 @@ def history_item(task: Task) -> dict[str, Any]:
         finished=format_optional(task.finished),
         duration=duration,
         error=task.error if task.status in ("failed", "aborted") else None,
+        notices=details.get("notices", []),
+        skipped=details.get("skipped", []),
+        skipped_count=details.get("skipped_count", 0),
     )
     return item
 
@@ -357,6 +365,7 @@ class OperationRunner:
             with self.ctx.connect(
                 task.target["dbname"], pooled=False, read_only=False, statement_timeout=0
             ) as conn:
+                check_cluster(conn, task)  # TaskAborted on another cluster: never run
                 return self._execute(tctx, conn, statement, state)
         except HTTPError as exc:  # PostgreSQL down, database dropped...
             raise OperationError(exc.message) from exc
@@ -368,6 +377,7 @@ class OperationRunner:
         text = statement.as_string(conn)
         tctx.set_output(text)
         with conn.cursor() as cur:
+            cur.execute(load_sql("op_messages"))
             cur.execute(load_sql("op_backend_pid"))
             pid = cur.fetchone()[0]
             tctx.set_pid(pid)
@@ -376,15 +386,17 @@ class OperationRunner:
                 if state.canceled or tctx.cancel_requested.is_set():
                     raise OperationCanceled("Canceled before start.")
                 state.executing = True
+            collector = conn.notices = outcome.NoticeCollector()
             logger.info("Running %s (task %s).", text, tctx.task.id)
             try:
                 cur.execute(statement)
             finally:
                 with state.lock:
                     state.executing = False
-                for notice in getattr(conn, "notices", ())[:20]:
-                    # e.g. "WARNING: skipping "t" --- only table or database owner can vacuum it"
-                    logger.warning("Task %s: %s", tctx.task.id, notice.strip())
+                record_notices(tctx, conn, collector)
+        error = outcome_error(conn, tctx.task, collector)
+        if error is not None:
+            raise OperationError(error)
         return text
 
     def cancel(self, task: Task) -> None:
@@ -419,22 +431,25 @@ class OperationRunner:
         except (HTTPError, psycopg2.Error) as exc:
             logger.error("Could not cancel task %s: %s", task.id, exc)
 
-    def find_orphans(self) -> list[Task]:
-        """Operations still ``doing`` before the task manager starts.
+    def recover(self, tasks: list[Task]) -> None:
+        """Recover hook: operations left ``doing`` by a previous agent process.
 
-        Such a task was run by a previous agent process (kill -9, crash) and the
-        task manager marks it ``aborted`` when it starts, but its backend may
-        still be running (or waiting for a lock). Empty once the manager runs.
+        The task manager calls it at start (after the home is locked and the
+        port bound) before it marks them ``aborted``; their backends may still
+        be running (or waiting for a lock). PostgreSQL may be slow or down: the
+        cancel runs in a thread of its own so the start-up does not wait.
         """
-        if getattr(self.ctx.tasks, "started", True):
-            return []
-        tasks = self.ctx.tasks.list(
-            workers=[worker_name(kind) for kind in KINDS], statuses=["doing"]
-        )
-        return [task for task in tasks if task.pid is not None and task.output]
+        orphans = [task for task in tasks if task.pid is not None and task.output]
+        if orphans:
+            threading.Thread(
+                target=self.cancel_orphans,
+                args=(orphans,),
+                name="maintenance-orphans",
+                daemon=True,
+            ).start()
 
     def cancel_orphans(self, orphans: list[Task]) -> int:
-        """Cancel the backends of :meth:`find_orphans` tasks (best effort).
+        """Cancel the backends of orphan operations (best effort).
 
         A backend is canceled only while it runs exactly the task's statement
         over a connection of the agent (same application_name).
@@ -460,6 +475,57 @@ class OperationRunner:
         return count
 
 
+def is_single(target: Mapping[str, Any]) -> bool:
+    """True for an operation on one table or index, False for a whole database."""
+    return target.get("table") is not None or target.get("index") is not None
+
+
+def outcome_error(conn: Any, task: Task, collector: outcome.NoticeCollector) -> str | None:
+    """The error of an operation PostgreSQL ran without error (None: done).
+
+    Messages not in English cannot be read: for one relation, the role's
+    privileges are then checked here, so a translated permission warning
+    still fails the operation.
+    """
+    single = is_single(task.target)
+    denied = None
+    if single and collector.first_foreign is not None:
+        try:
+            denied = privileges.target_denial(conn, kind_of(task.worker) or "", task.target)
+        except psycopg2.Error as exc:
+            logger.warning("Task %s: cannot check privileges: %s", task.id, exc)
+    return outcome.verdict(collector, single, denied)
+
+
+def record_notices(tctx: TaskContext, conn: Any, collector: outcome.NoticeCollector) -> None:
+    """Keep PostgreSQL's notices and skipped relations on the task (best effort)."""
+    task_id = tctx.task.id
+    for notice in collector.notices[:5]:
+        # e.g. WARNING: skipping "t" --- only table or database owner can vacuum it
+        logger.warning("Task %s: %s", task_id, notice)
+    if collector.notices_count > 5:
+        logger.warning(
+            "Task %s: %d messages from PostgreSQL, %d skipped relation(s).",
+            task_id,
+            collector.notices_count,
+            collector.skipped_count,
+        )
+
+    def qualify(names: list[str]) -> dict[str, str]:
+        try:
+            with conn.cursor() as cur:
+                cur.execute(load_sql("op_skipped_relations"), {"names": names})
+                return {relname: f"{nspname}.{relname}" for relname, nspname in cur.fetchall()}
+        except psycopg2.Error as exc:  # connection lost, canceled...
+            logger.debug("Task %s: cannot qualify skipped relations: %s", task_id, exc)
+            return {}
+
+    try:
+        tctx.set_details(outcome.details(collector, qualify))
+    except Exception:  # never hide the statement's own error
+        logger.exception("Task %s: failed to record PostgreSQL's notices.", task_id)
+
+
 def register_workers(ctx: PluginContext) -> OperationRunner:
     """Register the maintenance.vacuum, maintenance.analyze and maintenance.reindex workers."""
     runner = OperationRunner(ctx)
@@ -469,12 +535,8 @@ def register_workers(ctx: PluginContext) -> OperationRunner:
             runner.run,
             conflict_keys=conflict_keys,
             cancel=runner.cancel,
+            recover=runner.recover,
         )
-    orphans = runner.find_orphans()
-    if orphans:  # PostgreSQL may be slow or down: do not hold the agent's start-up
-        threading.Thread(
-            target=runner.cancel_orphans, args=(orphans,), name="maintenance-orphans", daemon=True
-        ).start()
     return runner
 
 

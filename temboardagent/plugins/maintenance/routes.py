@@ -1,9 +1,10 @@
 """HTTP handlers of the maintenance read side (sizes, bloat, statistics).
 
-Each handler opens a connection to the database of the path (read
-``statement_timeout`` and ``lock_timeout`` from the ``[maintenance]`` section;
-not pooled for a template, whose connected sessions make ``CREATE DATABASE``
-fail) and returns what one :mod:`.catalog` function builds. All accept the
+Each handler opens a read-only connection to the database of the path (read
+``statement_timeout`` and ``lock_timeout`` from the ``[maintenance]`` section,
+``search_path`` pinned to pg_catalog; not pooled for a template, whose
+connected sessions make ``CREATE DATABASE`` fail) and returns what one
+:mod:`.catalog` function builds. All accept the
 shared key.
 
 The database and schema pages are streamed: the handler returns a
@@ -51,7 +52,8 @@ def register(ctx: PluginContext, settings: MaintenanceSettings) -> None:
 
     def get_instance(request: Request) -> dict:
         with heavy.slot("GET /maintenance"):
-            return catalog.instance(connect, settings.parallel_databases)
+            default = ctx.agent_config.postgresql.dbname
+            return catalog.instance(connect, settings.parallel_databases, default)
 
     def get_database(request: Request, dbname: str) -> JSONObject:
         def members() -> Iterator[tuple[str, Any]]:

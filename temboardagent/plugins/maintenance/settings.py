@@ -24,6 +24,9 @@ class MaintenanceSettings:
     lock_timeout: int = 500  # ms, for read queries touching relations
     parallel_databases: int = 4  # concurrent per-database queries of GET /maintenance
     heavy_pages: int = 8  # heavy pages served at once (half the HTTP threads); others wait
+    # seconds a finished operation stays in the /scheduled lists, so clients that
+    # poll them (the temboard UI, every 5 s) see it end and refresh their page
+    finished_visible: int = 12
     # GET .../advice thresholds (see README, "Advice")
     advice_table_bloat_percent: int = 30
     advice_table_bloat_bytes: int = 100 * MIB
@@ -53,6 +56,7 @@ class MaintenanceSettings:
 
 MINIMUMS = {"parallel_databases": 1, "heavy_pages": 1}
 MAXIMUMS = {
+    "finished_visible": 3600,  # lists stay short: they are not a history
     "advice_table_bloat_percent": 100,
     "advice_index_bloat_percent": 100,
     "advice_wraparound_warning": 100,

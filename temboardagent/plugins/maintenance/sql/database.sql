@@ -10,7 +10,8 @@ nsp AS (
     WHERE n.nspname !~ '^pg_t(oast|emp)'::pg_catalog.text
 ),
 tbl AS (
-    SELECT c.oid, c.relname, c.relnamespace, c.relkind, c.relpages, c.reltuples, c.relnatts,
+    SELECT c.oid, c.relname, c.relnamespace, c.relkind, c.relpages, /*@reltuples*/ AS reltuples,
+           c.relnatts,
            c.reltoastrelid, c.relpersistence, c.reloptions,
            tt.relpages AS toast_pages, tt.reltuples AS toast_tuples,
            (c.oid = ANY (%(locked)s::pg_catalog.oid[])

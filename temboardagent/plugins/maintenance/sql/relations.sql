@@ -6,7 +6,8 @@ WITH RECURSIVE cfg AS (
 /*@cfg*/
 ),
 tbl AS (
-    SELECT c.oid, c.relname, c.relnamespace, c.relkind, c.relpages, c.reltuples, c.relnatts,
+    SELECT c.oid, c.relname, c.relnamespace, c.relkind, c.relpages, /*@reltuples*/ AS reltuples,
+           c.relnatts,
            c.reltoastrelid, c.relpersistence, c.reloptions,
            tt.relpages AS toast_pages, tt.reltuples AS toast_tuples,
            (c.oid = ANY (%(locked)s::pg_catalog.oid[])
