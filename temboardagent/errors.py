@@ -63,6 +63,12 @@ class ServiceUnavailable(HTTPError):
     status = 503
 
 
+class GatewayTimeout(HTTPError):
+    """PostgreSQL canceled a query on its statement_timeout."""
+
+    status = 504
+
+
 def malformed(parameter: str) -> NotAcceptable:
     """The spec's wording for a bad header or parameter."""
     return NotAcceptable(f"Parameter '{parameter}' is malformed.")

@@ -544,7 +544,8 @@ ERROR_TEXT = {
     "413": "Request body too large.",
     "429": "Too many failed logins or invalid keys from this address; retry later.",
     "500": "Internal error.",
-    "503": "PostgreSQL is unreachable or a query timed out.",
+    "503": "PostgreSQL is unreachable or canceled the query.",
+    "504": "A read took longer than [maintenance] statement_timeout; PostgreSQL canceled it.",
 }
 
 SESSION_HEADER = {
@@ -680,10 +681,10 @@ def operations() -> list[tuple[str, str, dict]]:
     schema = db + "/schema/{schema}"
     table = schema + "/table/{table}"
     index = schema + "/index/{index}"
-    read_errors = ("403", "404", "409", "503")
+    read_errors = ("403", "404", "409", "503", "504")
     ops += [
         _operation("GET", "/maintenance", "Instance and databases sizes", _ref("Instance"),
-                   auth="key", errors=("503",)),
+                   auth="key", errors=("503", "504")),
         _operation("GET", db, "One database: schemas sizes", _ref("Database"), auth="key",
                    errors=read_errors),
         _operation("GET", schema, "One schema: tables and indexes", _ref("Schema"), auth="key",
@@ -714,8 +715,8 @@ def operations() -> list[tuple[str, str, dict]]:
                    _ref("Advice"), auth="key", errors=read_errors),
     ]  # fmt: skip
     scheduled = {"type": "array", "items": _ref("ScheduledOperation")}
-    post_errors = ("403", "404", "406", "409", "503")
-    list_errors = ("404", "503")
+    post_errors = ("403", "404", "406", "409", "503", "504")
+    list_errors = ("404", "503", "504")
     history_params = [
         {"name": "db", "in": "query", "required": False, "schema": {"type": "string"},
          "description": "only this database"},
@@ -781,7 +782,8 @@ def _document() -> dict:
             "description": (
                 "PostgreSQL remote control agent with its maintenance plugin. Every reply is "
                 'JSON; errors are {"error": "..."}. GET routes accept a session (X-Session) '
-                "or the agent's key; POST and DELETE need a session."
+                "or the agent's key; POST and DELETE need a session. Replies of 1 kB or more "
+                "are gzipped when Accept-Encoding allows it; large lists are streamed (chunked)."
             ),
         },
         "servers": [{"url": "/"}],

@@ -27,7 +27,14 @@ import psycopg2
 import psycopg2.errors
 import psycopg2.extensions
 
-from .errors import Conflict, Forbidden, HTTPError, NotFound, ServiceUnavailable
+from .errors import (
+    Conflict,
+    Forbidden,
+    GatewayTimeout,
+    HTTPError,
+    NotFound,
+    ServiceUnavailable,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -48,11 +55,25 @@ _REFUSING_DB = re.compile(r'database "(.*)" is not currently accepting connectio
 _DENIED_DB = re.compile(r'permission denied for database "(.*)"')
 
 
+def is_statement_timeout(exc: Exception) -> bool:
+    """A query canceled by ``statement_timeout`` (SQLSTATE 57014, English message).
+
+    The same SQLSTATE covers ``pg_cancel_backend`` and shutdowns: only the
+    message tells them apart (callers that know the timeout may also compare
+    the time spent, for servers whose ``lc_messages`` is not English).
+    """
+    return isinstance(exc, psycopg2.errors.QueryCanceled) and "statement timeout" in (
+        getattr(exc, "pgerror", None) or str(exc)
+    )
+
+
 def map_postgres_error(exc: Exception) -> HTTPError:
     """Translate a psycopg2 error into an API error (no server details leak)."""
     message = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
     if isinstance(exc, psycopg2.errors.QueryCanceled):
-        return ServiceUnavailable("PostgreSQL query timed out or was canceled.")
+        if is_statement_timeout(exc):
+            return GatewayTimeout("PostgreSQL canceled the query on its statement_timeout.")
+        return ServiceUnavailable("PostgreSQL canceled the query.")
     if isinstance(exc, psycopg2.errors.LockNotAvailable):
         return Conflict("Object is locked by another session.")
     if isinstance(exc, psycopg2.errors.InsufficientPrivilege):
@@ -196,7 +217,11 @@ class Postgres:
         status = conn.info.transaction_status
         if status != psycopg2.extensions.TRANSACTION_STATUS_IDLE:
             try:
-                conn.rollback()
+                if conn.autocommit:  # a BEGIN sent as SQL: rollback() would do nothing
+                    with conn.cursor() as cur:
+                        cur.execute("ROLLBACK")
+                else:
+                    conn.rollback()
             except psycopg2.Error:
                 _close_quietly(conn)
                 return
@@ -279,6 +304,9 @@ class Postgres:
         try:
             yield conn
             broken = False
+        except psycopg2.errors.QueryCanceled:  # a timeout: the connection is fine
+            broken = conn.closed != 0
+            raise
         except (psycopg2.OperationalError, psycopg2.InterfaceError):
             self.close_idle()  # likely a server restart: drop every idle connection
             raise

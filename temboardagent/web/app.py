@@ -7,7 +7,7 @@ import logging
 import platform
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Iterator
 
 import bottle
 import psycopg2
@@ -16,9 +16,11 @@ from cheroot.errors import MaxSizeExceeded
 from .. import __version__
 from ..auth.gate import Gate
 from ..errors import BadRequest, HTTPError, PayloadTooLarge
+from ..jsonstream import dump_json
 from ..plugins import Request, RouteHandler
 from ..postgres import map_postgres_error
 from .paths import decode_param, routing_path
+from .replies import accepts_gzip, reply
 
 logger = logging.getLogger(__name__)
 access_logger = logging.getLogger("temboardagent.access")
@@ -41,10 +43,6 @@ class RouteInfo:
     path: str
     key_ok: bool
     public: bool
-
-
-def dump_json(data: Any) -> bytes:
-    return json.dumps(data, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
 
 
 def _error_body(exc: HTTPError) -> tuple[int, bytes]:
@@ -82,9 +80,10 @@ class WebApp:
         self.bottle.route(path, method, self._wrap(handler, key_ok, public))
 
     def _wrap(self, handler: RouteHandler, key_ok: bool, public: bool) -> Callable:
-        def callback(**params: str) -> bytes:
+        def callback(**params: str) -> Any:
             req = bottle.request
             environ = req.environ
+            headers: list[tuple[str, str]] = []
             try:
                 params = {name: decode_param(value) for name, value in params.items()}
                 username = None
@@ -106,11 +105,14 @@ class WebApp:
                 )
                 environ["temboardagent.username"] = username
                 result = handler(request, **params)
+                gzip_ok = accepts_gzip(environ.get("HTTP_ACCEPT_ENCODING"))
+                headers, body = reply(result, gzip_ok, f"{req.method} {req.path!r}")
+                status = 200
             except HTTPError as exc:
                 status, body = _error_body(exc)
             except psycopg2.Error as exc:
                 mapped = map_postgres_error(exc)
-                if mapped.status >= 500 and mapped.status != 503:
+                if mapped.status >= 500 and mapped.status not in (503, 504):
                     logger.exception("Unexpected PostgreSQL error in %s.", req.path)
                 else:
                     logger.warning("PostgreSQL error in %s: %s", req.path, str(exc).strip())
@@ -118,10 +120,10 @@ class WebApp:
             except Exception:
                 logger.exception("Unhandled error in %s %s.", req.method, req.path)
                 status, body = 500, dump_json({"error": "Internal error."})
-            else:
-                status, body = 200, dump_json(result)
             bottle.response.status = status
             bottle.response.content_type = "application/json"
+            for name, value in headers:
+                bottle.response.set_header(name, value)
             return body
 
         return callback
@@ -200,8 +202,9 @@ class WebApp:
                 body = dump_json({"error": "Internal error."})
                 start(STATUS_LINES[500], [JSON_TYPE, ("Content-Length", str(len(body)))])
                 result = [body]
-        self._log_access(environ, captured.get("status", "500"), started)
-        return result
+        return _AccessLogged(
+            result, lambda: self._log_access(environ, captured.get("status", "500"), started)
+        )
 
     @staticmethod
     def _preflight(start: Callable) -> list[bytes]:
@@ -231,6 +234,25 @@ class WebApp:
             (time.perf_counter() - started) * 1000,
             environ.get("temboardagent.username") or "-",
         )
+
+
+class _AccessLogged:
+    """A response body that writes the access log line once it is sent (or dropped)."""
+
+    def __init__(self, body: Iterable[bytes], log: Callable[[], None]) -> None:
+        self.body = body
+        self.log = log
+
+    def __iter__(self) -> Iterator[bytes]:
+        return iter(self.body)
+
+    def close(self) -> None:
+        try:
+            close = getattr(self.body, "close", None)
+            if close is not None:
+                close()
+        finally:
+            self.log()
 
 
 def _drain(stream: Any, length: int) -> None:

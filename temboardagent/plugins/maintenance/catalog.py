@@ -58,6 +58,12 @@ Decisions (to be documented for users):
 - **Hardening**: the SQL of ``sql/`` qualifies every function and relation
   with ``pg_catalog`` and types its literals so that each operator is an exact
   match of pg_catalog's; connections pin ``search_path`` and are read-only.
+- **Streaming**: the database and schema pages (and each database of
+  GET /maintenance) read their main query from a cursor PostgreSQL keeps
+  after a short transaction (:class:`HeldRows`), :data:`ROW_BATCH` rows at a
+  time, and yield their members as the web layer encodes them: the agent
+  never holds a whole result. The schema page reads the rows twice (tables,
+  then indexes) and gives its totals after the tables.
 """
 
 from __future__ import annotations
@@ -66,15 +72,16 @@ import functools
 import logging
 import re
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import psycopg2
 import psycopg2.errors
 import psycopg2.extensions
 
 from ...errors import HTTPError, NotFound
+from ...jsonstream import JSONArray, JSONObject, materialize
 from . import versions
 
 logger = logging.getLogger(__name__)
@@ -148,8 +155,16 @@ def _stats_variant(privileged: bool) -> str:
     return "pg_statistic" if privileged else "pg_stats"
 
 
+#: the cursor of a streamed main query (one at a time per connection)
+HELD_CURSOR = "temboard_agent_rows"
+#: rows fetched per round trip from :data:`HELD_CURSOR`
+ROW_BATCH = 1000
+
+
 @functools.cache
-def _main_sql(name: str, privileged: bool, version: int, single: bool = False) -> str:
+def _main_sql(
+    name: str, privileged: bool, version: int, single: bool = False, held: bool = False
+) -> str:
     """A main query for a server version, with planner settings of its own.
 
     Catalog row estimates are poor for these queries, so their cost often
@@ -159,6 +174,14 @@ def _main_sql(name: str, privileged: bool, version: int, single: bool = False) -
     only: the view's estimates invite nested loops that rescan thousands of
     rows per row. Sent with the query in one simple-protocol message, each
     ``SET LOCAL`` only lasts for its implicit transaction.
+
+    ``held``: the query fills the cursor :data:`HELD_CURSOR` instead, for
+    :class:`HeldRows`: in one message, a transaction runs it to its end
+    (``MOVE``: under ``statement_timeout`` and ``lock_timeout``, planned as a
+    plain query with ``cursor_tuple_fraction`` 1), then commits, which keeps
+    the result (in ``work_mem``, then a temporary file) and releases the
+    snapshot, whatever the client's reading pace. ``SCROLL`` lets the result
+    be read again and makes keeping it a copy, not a second run.
     """
     text = load_sql(name, _stats_variant(privileged), version >= 120000)
     settings = []
@@ -166,13 +189,63 @@ def _main_sql(name: str, privileged: bool, version: int, single: bool = False) -
         settings.append("SET LOCAL jit = off;\n")
     if not privileged and not single:
         settings.append("SET LOCAL enable_nestloop = off;\n")
-    return "".join(settings) + text
+    if not held:
+        return "".join(settings) + text
+    return (
+        "BEGIN;\n"
+        + "".join(settings)
+        + "SET LOCAL cursor_tuple_fraction = 1;\n"
+        + f"DECLARE {HELD_CURSOR} SCROLL CURSOR WITH HOLD FOR\n"
+        + text.rstrip().rstrip(";")
+        + f"\n;\nMOVE FORWARD ALL IN {HELD_CURSOR};\nCOMMIT;\n"
+        + f"MOVE ABSOLUTE 0 IN {HELD_CURSOR}"
+    )
 
 
-def _execute_main(cur: Any, name: str, privileged: bool, params: dict) -> None:
+def _execute_main(cur: Any, name: str, privileged: bool, params: dict, held: bool = False) -> None:
     version = cur.connection.server_version // 10000 * 10000  # major: few variants
     single = params.get("relid") is not None
-    cur.execute(_main_sql(name, privileged, version, single), params)
+    cur.execute(_main_sql(name, privileged, version, single, held), params)
+
+
+class HeldRows:
+    """The rows of a main query that PostgreSQL holds, read in batches.
+
+    The agent never holds more than :data:`ROW_BATCH` rows of a page: a whole
+    schema of 100,000 tables is not buffered by libpq as a plain query's
+    result would be. ``names`` are the column names, known once the first
+    batch is read; :meth:`rewind` starts over.
+    """
+
+    def __init__(self, conn: Any) -> None:
+        self.conn = conn
+        self.names: list[str] = []
+
+    def __iter__(self) -> Iterator[tuple]:
+        with self.conn.cursor() as cur:
+            while True:
+                cur.execute(f"FETCH FORWARD {ROW_BATCH} FROM {HELD_CURSOR}")
+                self.names = [d.name for d in cur.description]
+                rows = cur.fetchall()
+                if not rows:
+                    return
+                yield from rows
+                del rows
+
+    def rewind(self) -> None:
+        with self.conn.cursor() as cur:
+            cur.execute(f"MOVE ABSOLUTE 0 IN {HELD_CURSOR}")
+
+
+def _release_held(conn: Any) -> None:
+    """End the transaction of a failed main query and close its cursor."""
+    if conn.closed:
+        return
+    with conn.cursor() as cur:
+        if conn.info.transaction_status != psycopg2.extensions.TRANSACTION_STATUS_IDLE:
+            # our BEGIN on an autocommit connection: conn.rollback() would do nothing
+            cur.execute("ROLLBACK")  # drops a cursor declared in the transaction
+        cur.execute("CLOSE ALL")
 
 
 def _check_name(kind: str, name: str, shown: str | None = None) -> None:
@@ -203,6 +276,49 @@ def _with_locks(conn: Any, context: str, params: dict, main: Callable) -> Any:
             logger.debug("Relation locked during %s query, retrying.", context)
 
 
+@contextmanager
+def _held_with_locks(
+    conn: Any,
+    context: str,
+    params: dict,
+    main: str,
+    main_params: Callable[[dict], dict],
+    computed: Callable[[], None] | None = None,
+) -> Iterator[tuple[dict | None, HeldRows | None]]:
+    """Run ``context`` then main query ``main`` into a held cursor; yield both.
+
+    As :func:`_with_locks`: a lock taken between the two makes the main query
+    fail on ``lock_timeout`` (before any row is read) and it is retried once.
+    No context row (unknown object): ``(None, None)``. ``computed`` is called
+    once PostgreSQL holds the rows, before they are read.
+    """
+    for attempt in (1, 2):
+        with conn.cursor() as cur:
+            cur.execute(load_sql(context), params)
+            row = cur.fetchone()
+            names = [d.name for d in cur.description]
+        if row is None:
+            yield None, None
+            return
+        ctx = dict(zip(names, row))
+        try:
+            with conn.cursor() as cur:
+                _execute_main(cur, main, ctx["privileged"], main_params(ctx), held=True)
+        except psycopg2.Error as exc:
+            _release_held(conn)
+            if attempt == 2 or not isinstance(exc, psycopg2.errors.LockNotAvailable):
+                raise
+            logger.debug("Relation locked during %s query, retrying.", context)
+            continue
+        if computed is not None:
+            computed()
+        try:
+            yield ctx, HeldRows(conn)
+        finally:
+            _release_held(conn)
+        return
+
+
 def _relations(conn: Any, nsp: int, relid: int | None, ctx: dict) -> tuple[list[dict], list[dict]]:
     """Tables and indexes of schema ``nsp`` (or of table ``relid`` only)."""
     with conn.cursor() as cur:
@@ -210,8 +326,7 @@ def _relations(conn: Any, nsp: int, relid: int | None, ctx: dict) -> tuple[list[
         _execute_main(cur, "relations", ctx["privileged"], params)
         names = [d.name for d in cur.description]
         rows = cur.fetchall()
-    split = names.index("indexrelid")
-    tcols, icols = names[1:split], names[split + 1 :]
+    split, tcols, icols = _columns(names)
     tables: list[dict] = []
     indexes: list[dict] = []
     last = None
@@ -224,23 +339,70 @@ def _relations(conn: Any, nsp: int, relid: int | None, ctx: dict) -> tuple[list[
     return tables, indexes
 
 
-def schema(conn: Any, schema_name: str) -> dict[str, Any]:
-    """``GET /maintenance/<db>/schema/<schema>``: tables and indexes of a schema."""
+def schema_page(
+    conn: Any, schema_name: str, computed: Callable[[], None] | None = None
+) -> Iterator[tuple[str, Any]]:
+    """``GET /maintenance/<db>/schema/<schema>`` as streamed members.
 
-    def main(ctx: dict | None) -> dict[str, Any]:
-        if ctx is None:
-            raise NotFound(f"Schema '{schema_name}' not found.")
-        tables, indexes = _relations(conn, ctx["nsp"], None, ctx)
-        total = sum(t["total_bytes"] for t in tables)
-        return {
-            "indexes": indexes,
-            "size": size_pretty(total, conn.server_version) if tables else None,
-            "tables": tables,
-            "total_bytes": total,
-        }
-
+    The rows (one per table and index, ordered by table) are read twice from
+    the held result: tables (then the schema's totals), then indexes.
+    ``computed``: called once PostgreSQL holds the rows.
+    """
     _check_name("Schema", schema_name)
-    return _with_locks(conn, "context_schema", {"schema": schema_name}, main)
+    params = {"schema": schema_name}
+
+    def main_params(ctx: dict) -> dict:
+        return {"nsp": ctx["nsp"], "relid": None, "locked": ctx["locked"]}
+
+    held = _held_with_locks(conn, "context_schema", params, "relations", main_params, computed)
+    with held as (ctx, rows):
+        if ctx is None or rows is None:
+            raise NotFound(f"Schema '{schema_name}' not found.")
+        totals = {"bytes": 0, "tables": 0}
+        yield "tables", JSONArray(_schema_tables(rows, totals))
+        yield (
+            "size",
+            size_pretty(totals["bytes"], conn.server_version) if totals["tables"] else None,
+        )
+        yield "total_bytes", totals["bytes"]
+        rows.rewind()
+        yield "indexes", JSONArray(_schema_indexes(rows))
+
+
+def _columns(names: list[str]) -> tuple[int, list[str], list[str]]:
+    """Where the index columns start in a relations row; table and index column names."""
+    split = names.index("indexrelid")
+    return split, names[1:split], names[split + 1 :]
+
+
+def _schema_tables(rows: HeldRows, totals: dict[str, int]) -> Iterator[dict]:
+    last = None
+    split = 0
+    tcols: list[str] = []
+    for row in rows:
+        if not tcols:
+            split, tcols, _ = _columns(rows.names)
+        if row[0] != last:
+            last = row[0]
+            table = dict(zip(tcols, row[1:split]))
+            totals["bytes"] += table["total_bytes"]
+            totals["tables"] += 1
+            yield table
+
+
+def _schema_indexes(rows: HeldRows) -> Iterator[dict]:
+    split = 0
+    icols: list[str] = []
+    for row in rows:
+        if not icols:
+            split, _, icols = _columns(rows.names)
+        if row[split] is not None:
+            yield dict(zip(icols, row[split + 1 :]))
+
+
+def schema(conn: Any, schema_name: str) -> dict[str, Any]:
+    """The schema page as a dict (tests and in-process callers)."""
+    return materialize(JSONObject(schema_page(conn, schema_name)))
 
 
 def table(conn: Any, schema_name: str, table_name: str) -> dict[str, Any]:
@@ -276,47 +438,65 @@ def table(conn: Any, schema_name: str, table_name: str) -> dict[str, Any]:
     return _with_locks(conn, "context_table", params, main)
 
 
-def _schemas(conn: Any) -> tuple[list[dict], int]:
-    """Per-schema rows of the current database, and the database size."""
+@contextmanager
+def _schemas(
+    conn: Any, computed: Callable[[], None] | None = None
+) -> Iterator[tuple[Iterator[dict], int]]:
+    """Per-schema rows of the current database (streamed), and the database size."""
 
-    def main(ctx: dict) -> tuple[list[dict], int]:
-        with conn.cursor() as cur:
-            params = {"relid": None, "locked": ctx["locked"]}
-            _execute_main(cur, "database", ctx["privileged"], params)
-            names = [d.name for d in cur.description]
-            rows = [dict(zip(names, row)) for row in cur.fetchall()]
-        return rows, ctx["total_bytes"]
+    def main_params(ctx: dict) -> dict:
+        return {"relid": None, "locked": ctx["locked"]}
 
-    return _with_locks(conn, "context_database", {}, main)
+    held = _held_with_locks(conn, "context_database", {}, "database", main_params, computed)
+    with held as (ctx, rows):
+        assert ctx is not None and rows is not None  # context_database always has a row
+        yield (dict(zip(rows.names, row)) for row in rows), ctx["total_bytes"]
+
+
+def database_page(
+    conn: Any, computed: Callable[[], None] | None = None
+) -> Iterator[tuple[str, Any]]:
+    """``GET /maintenance/<db>`` as streamed members: per-schema figures.
+
+    ``computed``: called once PostgreSQL holds the rows.
+    """
+    with _schemas(conn, computed) as (schemas, total):
+        yield "schemas", JSONArray(schemas)
+        yield "total_bytes", total
+        yield "total_size", size_pretty(total, conn.server_version)
 
 
 def database(conn: Any) -> dict[str, Any]:
-    """``GET /maintenance/<db>``: per-schema figures of the connected database."""
-    schemas, total = _schemas(conn)
-    return {
-        "schemas": schemas,
-        "total_bytes": total,
-        "total_size": size_pretty(total, conn.server_version),
-    }
+    """The database page as a dict (tests and in-process callers)."""
+    return materialize(JSONObject(database_page(conn)))
+
+
+def database_summary(conn: Any) -> dict[str, Any]:
+    """Figures of the connected database, summed over its schemas (floats).
+
+    Sums are taken as rows arrive, in the same order as a sum over a list.
+    """
+    counted = ("n_indexes", "n_tables", "tables_bytes", "indexes_bytes", "toast_bytes")
+    optional = ("tables_bloat_bytes", "indexes_bloat_bytes")
+    sums: dict[str, Any] = dict.fromkeys(counted, 0)
+    sums.update(dict.fromkeys(optional))
+    with _schemas(conn) as (schemas, _):
+        for schema_row in schemas:
+            for name in counted:
+                sums[name] += schema_row[name]
+            for name in optional:
+                if schema_row[name] is not None:
+                    sums[name] = (sums[name] or 0) + schema_row[name]
+    figures = {name: None if sums[name] is None else float(sums[name]) for name in sums}
+    for name in ("tables", "indexes", "toast", "tables_bloat", "indexes_bloat"):
+        figures[f"{name}_size"] = size_pretty(figures[f"{name}_bytes"], conn.server_version)
+    return figures
 
 
 def _sum(values: list) -> float | None:
     """Sum of the non-null values as a float; None when all are null."""
     present = [v for v in values if v is not None]
     return float(sum(present)) if present else None
-
-
-def database_summary(conn: Any) -> dict[str, Any]:
-    """Figures of the connected database, summed over its schemas (floats)."""
-    schemas, _ = _schemas(conn)
-    figures: dict[str, Any] = {}
-    for name in ("n_indexes", "n_tables", "tables_bytes", "indexes_bytes", "toast_bytes"):
-        figures[name] = float(sum(s[name] for s in schemas))
-    for name in ("tables_bloat_bytes", "indexes_bloat_bytes"):
-        figures[name] = _sum([s[name] for s in schemas])
-    for name in ("tables", "indexes", "toast", "tables_bloat", "indexes_bloat"):
-        figures[f"{name}_size"] = size_pretty(figures[f"{name}_bytes"], conn.server_version)
-    return figures
 
 
 def is_template(conn: Any, dbname: str) -> bool:

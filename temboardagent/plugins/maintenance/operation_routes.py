@@ -38,6 +38,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any, Callable
 
 from ...errors import Conflict, NotFound, malformed
+from ...jsonstream import JSONArray
 from ...tasks import PENDING, STATUSES, TaskExists, TaskFinished, TaskNotFound
 from .. import PluginContext, Request
 from . import privileges, progress, targets
@@ -191,8 +192,11 @@ class OperationRoutes:
 
     # History
 
-    def history(self, kind: str, request: Request) -> list[dict[str, Any]]:
-        """Operations of ``kind``, newest first; filters ``db``, ``status``."""
+    def history(self, kind: str, request: Request) -> JSONArray:
+        """Operations of ``kind``, newest first; filters ``db``, ``status``.
+
+        At most ``limit`` tasks are read; their JSON is streamed.
+        """
         query = request.query
         limit = _int_param(query, "limit", HISTORY_LIMIT, 1, HISTORY_MAX_LIMIT)
         offset = _int_param(query, "offset", 0, 0, MAX_OFFSET)
@@ -210,7 +214,8 @@ class OperationRoutes:
             limit=limit,
             offset=offset,
         )
-        return self._with_progress(tasks, [history_item(task) for task in tasks])
+        running = self.progress.for_tasks(tasks)
+        return JSONArray({**history_item(task), "progress": running.get(task.id)} for task in tasks)
 
     def _get(self, kind: str, operation: str) -> Any:
         task = self.ctx.tasks.get(operation) if is_operation_id(operation) else None

@@ -6,6 +6,11 @@ Each handler opens a read-only connection to the database of the path (read
 connected sessions make ``CREATE DATABASE`` fail) and returns what one
 :mod:`.catalog` function builds. All accept the
 shared key.
+
+The database and schema pages are streamed: the handler returns a
+:class:`~temboardagent.jsonstream.JSONObject` whose generator takes a
+heavy-page slot, connects and reads rows only when the web layer encodes the
+reply, and releases all three once the reply is sent or dropped.
 """
 
 from __future__ import annotations
@@ -14,23 +19,21 @@ from contextlib import contextmanager
 from typing import Any, Iterator
 
 from ...errors import NotFound, malformed
+from ...jsonstream import JSONObject
 from ...tasks import PENDING
 from .. import PluginContext, Request
 from . import advice, catalog, exact
+from .limits import HeavyPages, read_connection
 from .operations import KINDS, worker_name
 from .settings import MaintenanceSettings
 
 
 def register(ctx: PluginContext, settings: MaintenanceSettings) -> None:
     """Register GET /maintenance, /maintenance/<db>, .../schema/<s>, .../table/<t>."""
+    heavy = HeavyPages(settings.heavy_pages)
 
     def connect(dbname: str | None = None, pooled: bool = True) -> Any:
-        return ctx.connect(
-            dbname,
-            pooled=pooled,
-            statement_timeout=settings.statement_timeout,
-            lock_timeout=settings.lock_timeout,
-        )
+        return read_connection(ctx, settings, dbname, pooled)
 
     @contextmanager
     def database(dbname: str) -> Iterator[Any]:
@@ -48,16 +51,24 @@ def register(ctx: PluginContext, settings: MaintenanceSettings) -> None:
             raise NotFound(f"Database '{dbname}' not found.") from None
 
     def get_instance(request: Request) -> dict:
-        default = ctx.agent_config.postgresql.dbname
-        return catalog.instance(connect, settings.parallel_databases, default)
+        with heavy.slot("GET /maintenance"):
+            default = ctx.agent_config.postgresql.dbname
+            return catalog.instance(connect, settings.parallel_databases, default)
 
-    def get_database(request: Request, dbname: str) -> dict:
-        with database(dbname) as conn:
-            return catalog.database(conn)
+    def get_database(request: Request, dbname: str) -> JSONObject:
+        def members() -> Iterator[tuple[str, Any]]:
+            with heavy.slot("GET /maintenance/<db>") as computed, database(dbname) as conn:
+                yield from catalog.database_page(conn, computed)
 
-    def get_schema(request: Request, dbname: str, schema: str) -> dict:
-        with database(dbname) as conn:
-            return catalog.schema(conn, schema)
+        return JSONObject(members())
+
+    def get_schema(request: Request, dbname: str, schema: str) -> JSONObject:
+        def members() -> Iterator[tuple[str, Any]]:
+            with heavy.slot("GET /maintenance/<db>/schema/<s>") as computed:
+                with database(dbname) as conn:
+                    yield from catalog.schema_page(conn, schema, computed)
+
+        return JSONObject(members())
 
     def get_table(request: Request, dbname: str, schema: str, table: str) -> dict:
         mode = request.query.get("bloat", "estimate")
@@ -73,13 +84,14 @@ def register(ctx: PluginContext, settings: MaintenanceSettings) -> None:
         return ctx.tasks.list(workers=[worker_name(kind) for kind in KINDS], statuses=PENDING)
 
     def get_instance_advice(request: Request) -> dict:
-        items, failed = advice.instance_advice(connect, settings)
+        with heavy.slot("GET /maintenance/advice"):
+            items, failed = advice.instance_advice(connect, settings)
         result = advice.reply(items, pending_tasks())
         result["unreachable"] = failed
         return result
 
     def get_database_advice(request: Request, dbname: str) -> dict:
-        with database(dbname) as conn:
+        with heavy.slot("GET /maintenance/<db>/advice"), database(dbname) as conn:
             items = advice.database_advice(conn, dbname, settings)
         result = advice.reply(items, pending_tasks())
         result["unreachable"] = []

@@ -27,6 +27,7 @@ class MaintenanceSettings:
     statement_timeout: int = 30000  # ms, for read queries
     lock_timeout: int = 500  # ms, for read queries touching relations
     parallel_databases: int = 4  # concurrent per-database queries of GET /maintenance
+    heavy_pages: int = 8  # heavy pages served at once (half the HTTP threads); others wait
     # seconds a finished operation stays in the /scheduled lists, so clients that
     # poll them (the temboard UI, every 5 s) see it end and refresh their page
     finished_visible: int = 12
@@ -62,7 +63,7 @@ class MaintenanceSettings:
 
 
 #: operation_lock_timeout 0 would wait forever
-MINIMUMS = {"parallel_databases": 1, "operation_lock_timeout": 1}
+MINIMUMS = {"parallel_databases": 1, "heavy_pages": 1, "operation_lock_timeout": 1}
 MAXIMUMS = {
     "finished_visible": 3600,  # lists stay short: they are not a history
     "operation_lock_timeout": INT_MAX,

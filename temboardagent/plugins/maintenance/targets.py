@@ -11,15 +11,12 @@ from typing import Any
 from ...errors import Conflict, NotFound
 from .. import PluginContext
 from .catalog import load_sql
+from .limits import read_connection
 from .settings import MaintenanceSettings
 
 
 def _connect(ctx: PluginContext, settings: MaintenanceSettings, dbname: str | None) -> Any:
-    return ctx.connect(
-        dbname,
-        statement_timeout=settings.statement_timeout,
-        lock_timeout=settings.lock_timeout,
-    )
+    return read_connection(ctx, settings, dbname)
 
 
 def _fetchone(
