@@ -240,3 +240,21 @@ def test_activity_lists_outside_vacuum_autovacuum_and_our_operation(agent, db, p
         thread.join(DEADLINE)
         outside.close()
         cancel_and_wait(agent, "vacuum", op_id)
+
+
+def test_database_wide_vacuum_counts_its_relations(agent, db):
+    op_id = agent.post(f"/maintenance/{db}/vacuum", json={}).json()["id"]
+    try:
+        progress = wait_for(
+            lambda: (
+                (p := item_of(agent, "vacuum", op_id)["progress"]) is not None
+                and p["relations_total"]
+                and p
+            ),
+            message="a relation count",
+        )
+        # the four test tables and the catalogs, as PostgreSQL's own VACUUM visits them
+        assert progress["relations_total"] >= 4
+        assert 0 <= progress["relations_done"] <= progress["relations_total"]
+    finally:
+        cancel_and_wait(agent, "vacuum", op_id)

@@ -89,3 +89,12 @@ def test_manual_commands_from_the_text():
     assert _command_of(activity_row("  analyse t"))[0] == "ANALYZE"
     assert _command_of(activity_row("CREATE UNIQUE  INDEX i ON t (a)"))[0] == "CREATE UNIQUE INDEX"
     assert _command_of(activity_row("SELECT 1"))[0] is None
+
+
+def test_database_wide_relations_are_counted_by_the_runner():
+    row = backend(phase="scanning heap")
+    progress = operation_progress(task(), row, relation="s.t", now=NOW, relations=(50, 120))
+    assert (progress["relations_done"], progress["relations_total"]) == (50, 120)
+    # a single-relation operation has no relation count
+    single = operation_progress(task(schema="s", table="t"), row, now=NOW, relations=(0, 1))
+    assert single["relations_done"] is None and single["relations_total"] is None

@@ -14,6 +14,6 @@ class MaintenancePlugin(Plugin):
 
     def load(self) -> None:
         settings = MaintenanceSettings.from_section(self.context.config)
-        operations.register_workers(self.context, settings)
+        runner = operations.register_workers(self.context, settings)
         routes.register(self.context, settings)
-        operation_routes.register(self.context, settings)
+        operation_routes.register(self.context, settings, runner.relations)

@@ -74,10 +74,15 @@ INDEX = DB + "/schema/<schema>/index/<index>"
 class OperationRoutes:
     """Handlers bound to the plugin context and settings."""
 
-    def __init__(self, ctx: PluginContext, settings: MaintenanceSettings) -> None:
+    def __init__(
+        self,
+        ctx: PluginContext,
+        settings: MaintenanceSettings,
+        relations: progress.Relations | None = None,
+    ) -> None:
         self.ctx = ctx
         self.settings = settings
-        self.progress = progress.ProgressReader(self._read_connection)
+        self.progress = progress.ProgressReader(self._read_connection, relations)
 
     def _read_connection(self, dbname: str | None = None, pooled: bool = True) -> Any:
         return self.ctx.connect(
@@ -270,9 +275,17 @@ def _bind(func: Callable[..., Any], kind: str, with_request: bool = False) -> Ca
     return lambda request, **params: func(kind, **params)
 
 
-def register(ctx: PluginContext, settings: MaintenanceSettings) -> None:
-    """Register POST operations, /scheduled lists, DELETE cancel and history."""
-    routes = OperationRoutes(ctx, settings)
+def register(
+    ctx: PluginContext,
+    settings: MaintenanceSettings,
+    relations: progress.Relations | None = None,
+) -> None:
+    """Register POST operations, /scheduled lists, DELETE cancel and history.
+
+    ``relations(task_id)`` gives the relations a running database-wide
+    operation has done, out of how many (the runner's own count).
+    """
+    routes = OperationRoutes(ctx, settings, relations)
     add = ctx.add_route
     # Static paths first.
     add("GET", "/maintenance/activity", routes.activity, key_ok=True)

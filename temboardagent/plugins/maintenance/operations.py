@@ -315,6 +315,9 @@ class _Running:
     pid: int | None = None
     executing: bool = False
     canceled: bool = False
+    #: relations of a database-wide VACUUM or ANALYZE run relation by relation
+    relations_total: int | None = None
+    relations_done: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
     done: threading.Event = field(default_factory=threading.Event)
 
@@ -391,6 +394,8 @@ class OperationRunner:
                 if state.canceled or tctx.cancel_requested.is_set():
                     raise OperationCanceled("Canceled before start.")
             steps = self._steps(cur, kind, task, statement)
+            if runs_per_relation(kind, task.target):
+                state.relations_total = sum(len(step.parts) or 1 for step in steps)
             blockers = self._reindex_blockers(cur, kind, task)
             collector = conn.notices = outcome.NoticeCollector()
             logger.info("Running %s (task %s, %d statement(s)).", text, task.id, len(steps))
@@ -516,6 +521,9 @@ class OperationRunner:
             finally:
                 with state.lock:
                     state.executing = False
+            if step.table is not None or step.parts:  # this statement's relations are done
+                with state.lock:
+                    state.relations_done += len(step.parts) or 1
 
         retry = LockRetry(
             lock_wait=self.settings.operation_lock_wait,
@@ -564,6 +572,17 @@ class OperationRunner:
             if exc.steps[0].relation is None:
                 return f"Lock not available {wait}."
             return f"Skipped {len(exc.steps)} relation(s) whose lock never came {wait}."
+
+    def relations(self, task_id: str) -> tuple[int, int] | None:
+        """(done, total) relations of a running database-wide VACUUM or ANALYZE."""
+        with self._lock:
+            state = self._running.get(task_id)
+        if state is None:
+            return None
+        with state.lock:
+            if state.relations_total is None:
+                return None
+            return state.relations_done, state.relations_total
 
     def cancel(self, task: Task) -> None:
         """Stop a running operation: pg_cancel_backend until its statement ends.

@@ -35,6 +35,9 @@ logger = logging.getLogger(__name__)
 
 #: ``connect(dbname=None, **options)`` -> context manager yielding a connection
 Connect = Callable[..., AbstractContextManager]
+#: ``relations(task_id)`` -> (done, total) relations of a database-wide operation run
+#: relation by relation, None otherwise
+Relations = Callable[[str], "tuple[int, int] | None"]
 #: progress views by the first PostgreSQL version that has them
 VIEWS = (
     (120000, "progress_vacuum"),
@@ -124,12 +127,14 @@ def operation_progress(
     backend: dict[str, Any] | None,
     relation: str | None = None,
     now: datetime | None = None,
+    relations: tuple[int, int] | None = None,
 ) -> dict[str, Any]:
     """The ``progress`` object of a running operation.
 
     ``backend`` is its row from :func:`backends` (None when its backend is not
     known or gone: lock and counter fields are then null); ``relation`` the
-    name of the relation a database-wide operation is processing.
+    name of the relation a database-wide operation is processing, and
+    ``relations`` how many of its relations are done, out of how many.
     """
     now = now or utcnow()
     single = _target_relation(task)
@@ -150,9 +155,10 @@ def operation_progress(
         "total": total,
         "unit": unit,
         "percent": percent(done, total),
-        # PostgreSQL does not count the relations a database-wide command has done
-        "relations_done": None,
-        "relations_total": None,
+        # counted by the runner, which runs database-wide VACUUM and ANALYZE
+        # relation by relation; PostgreSQL itself does not count them
+        "relations_done": relations[0] if relations and single is None else None,
+        "relations_total": relations[1] if relations and single is None else None,
         "elapsed": elapsed,
         "waiting_for_lock": waiting,
         "blocked_by": blocked,
@@ -162,8 +168,9 @@ def operation_progress(
 class ProgressReader:
     """Reads progress for the operation lists: one query per list, whatever its length."""
 
-    def __init__(self, connect: Connect) -> None:
+    def __init__(self, connect: Connect, relations: Relations | None = None) -> None:
         self.connect = connect
+        self.relations = relations
 
     def for_tasks(self, tasks: Iterable[Task]) -> dict[str, dict[str, Any]]:
         """``progress`` of each running task, by task id (other tasks absent).
@@ -189,7 +196,8 @@ class ProgressReader:
             relation = None
             if row is not None and row["relid"] is not None:
                 relation = names.get((task.target["dbname"], row["relid"]))
-            result[task.id] = operation_progress(task, row, relation, now)
+            counts = self.relations(task.id) if self.relations is not None else None
+            result[task.id] = operation_progress(task, row, relation, now, counts)
         return result
 
     def _database_wide_names(
