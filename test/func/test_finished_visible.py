@@ -197,6 +197,7 @@ def test_history_and_item_unchanged(fv_agent):
         "table",
         "index",
         "mode",
+        "options",
         "datetime",
         "status",
         "progress",
