@@ -152,9 +152,6 @@ class Agent:
         finally:
             self.stop()
 
-    def request_stop(self) -> None:
-        self._stop.set()
-
     def stop(self) -> None:
         logger.info("Stopping.")
         try:

@@ -72,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.demo is not None:
         from .demo import run_demo
 
-        return run_demo(Path(args.demo), overrides)
+        return run_demo(Path(args.demo), overrides, serve)
     return serve(_config_path(args.config), overrides)
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import secrets
 import sys
 from pathlib import Path
+from typing import Callable
 
 from .auth.passwords import hash_password
 from .embedded import EmbeddedCluster, free_port, make_self_signed_cert
@@ -69,9 +70,8 @@ def _saved_port(directory: Path) -> int:
         return 0
 
 
-def run_demo(directory: Path, overrides: dict) -> int:
-    from .cli import serve
-
+def run_demo(directory: Path, overrides: dict, serve: Callable[[Path, dict], int]) -> int:
+    """Prepare the demo in ``directory`` and ``serve(config_path, overrides)`` it."""
     port = int(overrides.get(("temboard", "port"), 2345))
     config, cluster, password = prepare_demo(directory, port)
     print(

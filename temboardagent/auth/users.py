@@ -57,10 +57,6 @@ class UsersFile:
             return False
         return verify_password(username, password, stored)
 
-    def __contains__(self, username: str) -> bool:
-        with self._lock:
-            return username in self._users
-
 
 def set_user(path: Path, username: str, hashed: str) -> bool:
     """Add or replace ``username`` in the file atomically; True when it was added."""

@@ -442,10 +442,6 @@ class TaskManager:
             logger.info("Purged %d finished task(s) older than %s.", count, self.retention)
         return count
 
-    def next_due(self) -> datetime | None:
-        """Start of the earliest ``todo`` task of a registered worker, if any."""
-        return from_us(self.store.next_start(None, self.worker_names))
-
     # Scheduler
 
     def _loop(self) -> None:

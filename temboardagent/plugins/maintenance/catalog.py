@@ -5,7 +5,7 @@ statistics the role may read, the locked relations) and one main query from
 ``sql/``, filtered to what the page shows in its innermost part; rows are
 shaped into the JSON of ``spec/maintenance-api.rst`` with no further lookup.
 
-Decisions (to be documented for users):
+Decisions (documented for users in the README, "Sizes, bloat and statistics"):
 
 - **What is a table**: ordinary tables, materialized views and partitioned
   tables (relkind ``r``, ``m``, ``p``). A partitioned table has no storage of

@@ -40,6 +40,7 @@ from psycopg2 import sql
 
 from ...cluster import check_cluster
 from ...errors import BadRequest, HTTPError, NotAcceptable, malformed
+from ...tasks.model import ID_RE
 from .. import PluginContext
 from . import outcome, privileges, statements
 from .catalog import load_sql
@@ -75,7 +76,6 @@ WORKER_PREFIX = "maintenance."
 VACUUM_OPTIONS = statements.VACUUM_MODES
 DATETIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
 _DATETIME_RE = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z", re.ASCII)
-_ID_RE = re.compile(r"[0-9a-f]{8}")
 
 #: relations of a database-wide VACUUM or ANALYZE per statement (each is still
 #: processed in its own transaction; the statement's fixed costs, such as VACUUM's
@@ -177,7 +177,7 @@ def parse_body(body: Any) -> Mapping[str, Any]:
 
 def is_operation_id(value: str) -> bool:
     """True for 8 lowercase hexadecimal digits."""
-    return bool(_ID_RE.fullmatch(value))
+    return bool(ID_RE.match(value))
 
 
 def operation_id(
