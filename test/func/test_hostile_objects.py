@@ -23,7 +23,7 @@ from temboardagent.embedded import throwaway_cluster
 from temboardagent.postgres import Postgres
 
 from .agentproc import AgentProcess
-from .helpers import drop_database, run_sql
+from .helpers import drop_database, run_sql, settle_stats
 
 MALLORY = "mallory"
 APPDB = "appdb"
@@ -239,6 +239,11 @@ def appdb(hpg, hagent) -> dict[str, Any]:
         " CREATE INDEX bait_i ON public.bait (i);"
         " ANALYZE public.bait;",
     )
+    conn = psycopg2.connect(hpg.dsn(APPDB))
+    try:
+        settle_stats(conn)  # PostgreSQL < 15: the collector has mallory's rows and ANALYZE
+    finally:
+        conn.close()
     before = {scope: comparable(scope, read(hagent, scope)) for scope in SCOPES}
     assert not is_superuser(hpg)
     yield before

@@ -268,7 +268,9 @@ def db(pg):
         cur.execute(NEVER)
         cur.execute(f"GRANT USAGE ON SCHEMA s1, s2 TO {READER}")
         cur.execute(f"GRANT SELECT ON s1.same TO {READER}")
-    settle_stats(conn)  # PostgreSQL < 15: the collector has the rows and the ANALYZE
+    conn.close()  # PostgreSQL < 15: a backend sends its last statistics when it exits
+    conn = connect(pg)
+    settle_stats(conn)  # ... and the collector has them (the rows and the ANALYZE)
     conn.close()
     yield DB
     for name in (DB, CLOSED_DB):

@@ -61,13 +61,14 @@ live AS (
                     OR pg_catalog.pg_stat_get_last_analyze_time(t.oid) IS NOT NULL
                     OR pg_catalog.pg_stat_get_last_autoanalyze_time(t.oid) IS NOT NULL
                THEN pg_catalog.pg_stat_get_live_tuples(t.oid)::double precision
-               -- statistics reset or lost in a crash: the density of the last
-               -- VACUUM or ANALYZE over today's size
+               -- statistics reset, lost in a crash, or not reported yet: the
+               -- density of the last VACUUM or ANALYZE over today's size
                WHEN t.relpages > 0 AND NOT t.locked
                THEN greatest(t.reltuples, 0::real)::double precision
                     * (pg_catalog.pg_relation_size(t.oid) / cfg.bs)::double precision
                     / t.relpages::double precision
-               ELSE greatest(t.reltuples, 0::real)::double precision
+               WHEN t.reltuples >= 0::real THEN t.reltuples::double precision
+               -- never vacuumed nor analyzed (-1): unknown, no estimate
            END AS rows,
            CASE WHEN t.reltoastrelid = 0::pg_catalog.oid THEN 0::double precision
                 WHEN t.locked THEN coalesce(t.toast_pages, 0)::double precision
