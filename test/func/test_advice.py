@@ -8,29 +8,15 @@ polls with a deadline that only catches a hang.
 
 from __future__ import annotations
 
-import time
-
 import psycopg2
 import pytest
 
 from .agentproc import AgentProcess
-from .helpers import drop_database, run_sql
+from .helpers import drop_database, run_sql, wait_for
 
 DB = "advice_db"
 HEALTHY = "advice_healthy"
-DEADLINE = 60.0
 FINISHED = ("done", "failed", "canceled", "aborted")
-
-
-def wait_for(predicate, timeout: float = DEADLINE, message: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timeout waiting for {message}")
-        time.sleep(0.2)
 
 
 @pytest.fixture(scope="module")

@@ -9,26 +9,14 @@ a hang.
 from __future__ import annotations
 
 import threading
-import time
 
 import psycopg2
 import pytest
 
-from .helpers import drop_database, run_sql
+from .helpers import HANG, drop_database, run_sql, wait_for
 
 DB = "progress_db"
-DEADLINE = 60.0
-
-
-def wait_for(predicate, timeout: float = DEADLINE, message: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timeout waiting for {message}")
-        time.sleep(0.05)
+DEADLINE = HANG
 
 
 @pytest.fixture(scope="module")

@@ -68,7 +68,10 @@ live AS (
                     * (pg_catalog.pg_relation_size(t.oid) / cfg.bs)::double precision
                     / t.relpages::double precision
                WHEN t.reltuples >= 0::real THEN t.reltuples::double precision
-               -- never vacuumed nor analyzed (-1): unknown, no estimate
+               -- never vacuumed nor analyzed (-1): unknown, no estimate, unless
+               -- nothing is stored at all
+               WHEN NOT t.locked AND pg_catalog.pg_relation_size(t.oid) = 0::bigint
+               THEN 0::double precision
            END AS rows,
            CASE WHEN t.reltoastrelid = 0::pg_catalog.oid THEN 0::double precision
                 WHEN t.locked THEN coalesce(t.toast_pages, 0)::double precision
