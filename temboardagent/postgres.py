@@ -169,6 +169,10 @@ class Postgres:
                 with conn.cursor() as cur:
                     cur.execute(_IS_TEMPLATE)
                     conn.poolable = not cur.fetchone()[0]
+        except psycopg2.errors.QueryCanceled:
+            # already the statement timeout: the caller, who knows it, says so
+            _close_quietly(conn)
+            raise
         except psycopg2.Error as exc:
             _close_quietly(conn)
             raise map_postgres_error(exc) from exc
