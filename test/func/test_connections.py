@@ -8,16 +8,13 @@ Waits poll a state with a generous deadline that only catches a hang.
 
 from __future__ import annotations
 
-import time
-from typing import Any, Callable
-
 import psycopg2
 import pytest
 
 from temboardagent.postgres import Postgres
 
 from .agentproc import AgentProcess
-from .helpers import drop_database, run_sql
+from .helpers import drop_database, run_sql, wait_for
 
 
 def create_db(pg, name: str) -> None:
@@ -48,16 +45,6 @@ def all_agent_backends(pg) -> dict[str, int]:
         " WHERE application_name = 'temboard-agent' GROUP BY datname",
     )
     return dict(rows)
-
-
-def wait_for(predicate: Callable[[], Any], message: str, timeout: float = 30.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        assert time.monotonic() < deadline, f"timeout waiting for {message}"
-        time.sleep(0.05)
 
 
 def browse(agent: AgentProcess, dbname: str) -> None:
@@ -124,7 +111,7 @@ def test_browsed_database_released_after_idle_timeout(pg, own_agent):
     browse(agent, "conn_browsed")
     assert agent_backends(pg, "conn_browsed") >= 1  # pooled, without further traffic...
     # ... closed by the agent itself within pool_idle_timeout
-    wait_for(lambda: try_sql(pg, "DROP DATABASE conn_browsed"), "DROP DATABASE to succeed")
+    wait_for(lambda: try_sql(pg, "DROP DATABASE conn_browsed"), message="DROP DATABASE to succeed")
 
 
 def test_idle_pool_is_capped(pg, own_agent):
@@ -137,7 +124,7 @@ def test_idle_pool_is_capped(pg, own_agent):
     # the two least recently used databases lost their idle connections
     wait_for(
         lambda: sum(all_agent_backends(pg).get(n, 0) for n in names[:2]) == 0,
-        "the least recently used connections to close",
+        message="the least recently used connections to close",
     )
     kept = all_agent_backends(pg)
     assert sum(kept.get(n, 0) for n in names) <= 2
@@ -153,7 +140,7 @@ def test_operation_connection_closed_when_it_ends(pg, agent):
     op_id = resp.json()["id"]
     wait_for(
         lambda: agent.get(f"/maintenance/vacuum/{op_id}").json()["status"] == "done",
-        "the VACUUM to finish",
+        message="the VACUUM to finish",
     )
     # the worker's connection is gone (the target check's may stay pooled)
     worker = (
@@ -161,7 +148,7 @@ def test_operation_connection_closed_when_it_ends(pg, agent):
         " WHERE application_name = 'temboard-agent' AND datname = 'conn_ops'"
         " AND query LIKE 'VACUUM%%'"
     )
-    wait_for(lambda: run_sql(pg, worker) == [(0,)], "the worker's connection to close")
+    wait_for(lambda: run_sql(pg, worker) == [(0,)], message="the worker's connection to close")
     drop_database(pg, "conn_ops")
 
 
@@ -200,8 +187,8 @@ def test_pool_idle_timeout_without_traffic(pg, pool):
     with postgres.connect("conn_pool") as conn, conn.cursor() as cur:
         cur.execute("SELECT 1")
     assert postgres.idle_connections() == 1
-    wait_for(lambda: postgres.idle_connections() == 0, "the reaper")
-    wait_for(lambda: "conn_pool" not in pool_backends(pg), "the backend to exit")
+    wait_for(lambda: postgres.idle_connections() == 0, message="the reaper")
+    wait_for(lambda: "conn_pool" not in pool_backends(pg), message="the backend to exit")
     run_sql(pg, "DROP DATABASE conn_pool")
 
 
@@ -216,13 +203,13 @@ def test_pool_lru_cap_and_reuse(pg, pool):
             cur.execute("SELECT pg_catalog.pg_backend_pid()")
             pids[name] = cur.fetchone()[0]
     assert postgres.idle_connections() == 2
-    wait_for(lambda: "conn_lru0" not in pool_backends(pg), "the LRU connection to close")
+    wait_for(lambda: "conn_lru0" not in pool_backends(pg), message="the LRU connection to close")
     with postgres.connect("conn_lru2") as conn, conn.cursor() as cur:  # reused
         cur.execute("SELECT pg_catalog.pg_backend_pid()")
         assert cur.fetchone()[0] == pids["conn_lru2"]
     # a connection terminated by the server is not handed out
     run_sql(pg, "SELECT pg_catalog.pg_terminate_backend(%s)", (pids["conn_lru1"],))
-    wait_for(lambda: "conn_lru1" not in pool_backends(pg), "the backend to exit")
+    wait_for(lambda: "conn_lru1" not in pool_backends(pg), message="the backend to exit")
     with postgres.connect("conn_lru1") as conn, conn.cursor() as cur:
         cur.execute("SELECT pg_catalog.pg_backend_pid()")
         assert cur.fetchone()[0] != pids["conn_lru1"]

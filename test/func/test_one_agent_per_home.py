@@ -7,7 +7,6 @@ import socket
 import sqlite3
 import subprocess
 import sys
-import time
 
 import psycopg2
 import pytest
@@ -15,19 +14,9 @@ import pytest
 from temboardagent.tasks.model import to_us, utcnow
 
 from .agentproc import AgentProcess
-from .helpers import run_sql
+from .helpers import run_sql, wait_for
 
 DB = "homedb"
-
-
-def wait_for(predicate, timeout: float = 30.0, message: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        assert time.monotonic() < deadline, f"timeout waiting for {message}"
-        time.sleep(0.05)
 
 
 @pytest.fixture(scope="module")
