@@ -34,6 +34,7 @@ import urllib3
 from bench.common import rss_kib
 from temboardagent.embedded import EmbeddedCluster
 from temboardagent.plugins.maintenance import catalog
+from temboardagent.plugins.maintenance.sql import load_sql
 from test.func.agentproc import AgentProcess
 
 urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
@@ -125,12 +126,12 @@ class RSSSampler:
 def raw_sql(conn: Any, context: str, params: dict, main: str, extra: Callable) -> None:
     """The page's context and main queries through psycopg2, rows fetched (no shaping)."""
     with conn.cursor() as cur:
-        cur.execute(catalog.load_sql(context), params)
+        cur.execute(load_sql(context), params)
         ctx = dict(zip([d.name for d in cur.description], cur.fetchone()))
         catalog._execute_main(cur, main, ctx["privileged"], {**extra(ctx), "locked": ctx["locked"]})
         cur.fetchall()
         if main == "relations" and ctx.get("relid") is not None:
-            cur.execute(catalog.load_sql("table_stats"), {"relid": ctx["relid"]})
+            cur.execute(load_sql("table_stats"), {"relid": ctx["relid"]})
             cur.fetchall()
 
 

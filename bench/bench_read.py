@@ -28,6 +28,7 @@ import requests
 import urllib3
 
 from temboardagent.plugins.maintenance import catalog
+from temboardagent.plugins.maintenance.sql import load_sql
 
 urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
 
@@ -107,7 +108,7 @@ class Lower:
 
     def _run(self, dbname: str, context: str, params: dict, main: str, extra: Callable) -> dict:
         with self.conn(dbname).cursor() as cur:
-            cur.execute(catalog.load_sql(context), params)
+            cur.execute(load_sql(context), params)
             row = cur.fetchone()
             ctx = dict(zip([d.name for d in cur.description], row))
             params = {**extra(ctx), "locked": ctx["locked"]}
@@ -136,14 +137,14 @@ class Lower:
             lambda ctx: {"nsp": ctx["nsp"], "relid": ctx["relid"]},
         )
         with self.conn(dbname).cursor() as cur:
-            cur.execute(catalog.load_sql("table_stats"), {"relid": ctx["relid"]})
+            cur.execute(load_sql("table_stats"), {"relid": ctx["relid"]})
             cur.fetchall()
 
     def instance(self, databases: list[str]) -> tuple[float, float]:
         """Listing + every database sequentially: (slowest database ms, sum ms)."""
         started = time.perf_counter()
         with self.conn("postgres").cursor() as cur:
-            cur.execute(catalog.load_sql("databases"))
+            cur.execute(load_sql("databases"))
             cur.fetchall()
         listing = (time.perf_counter() - started) * 1000
         times = []

@@ -515,7 +515,8 @@ def hpg_version(pg) -> int:
 def test_every_operator_is_an_exact_pg_catalog_match(hpg, appdb):
     """Each query, made a view, depends on no object of ``public``."""
     from temboardagent.plugins.maintenance import progress
-    from temboardagent.plugins.maintenance.catalog import SQL_DIR, load_sql, table_stats_query
+    from temboardagent.plugins.maintenance.catalog import table_stats_query
+    from temboardagent.plugins.maintenance.sql import SQL_DIR, load_sql
 
     assert plant_operator_traps(hpg, APPDB) > 1000
     fragments = {"cfg", "locked", "estimates", "stats_pg_statistic", "stats_pg_stats"}

@@ -18,6 +18,7 @@ import pytest
 
 from temboardagent.jsonstream import dump_json
 from temboardagent.plugins.maintenance import catalog
+from temboardagent.plugins.maintenance.sql import load_sql
 from temboardagent.web.replies import CHUNK_SIZE
 
 from .agentproc import AgentProcess
@@ -67,7 +68,7 @@ def plain_schema(pg, dbname: str, schema: str) -> dict[str, Any]:
     conn.autocommit = True
     try:
         with conn.cursor() as cur:
-            cur.execute(catalog.load_sql("context_schema"), {"schema": schema})
+            cur.execute(load_sql("context_schema"), {"schema": schema})
             ctx = dict(zip([d.name for d in cur.description], cur.fetchone()))
         tables, indexes = catalog._relations(conn, ctx["nsp"], None, ctx)
         version = conn.server_version
@@ -88,7 +89,7 @@ def plain_database(pg, dbname: str) -> dict[str, Any]:
     conn.autocommit = True
     try:
         with conn.cursor() as cur:
-            cur.execute(catalog.load_sql("context_database"))
+            cur.execute(load_sql("context_database"))
             ctx = dict(zip([d.name for d in cur.description], cur.fetchone()))
             params = {"relid": None, "locked": ctx["locked"]}
             catalog._execute_main(cur, "database", ctx["privileged"], params)

@@ -7,6 +7,7 @@ import re
 import pytest
 
 from temboardagent.plugins.maintenance import catalog
+from temboardagent.plugins.maintenance.sql import load_sql
 
 # values printed by PostgreSQL 15's pg_size_pretty(bigint)
 PRETTY = {
@@ -46,7 +47,7 @@ def test_size_pretty_none():
 )
 @pytest.mark.parametrize("stats", ["pg_statistic", "pg_stats"])
 def test_includes_resolved(name, stats):
-    text = catalog.load_sql(name, stats)
+    text = load_sql(name, stats)
     assert "/*@" not in text
     # only psycopg2 named placeholders use "%"
     assert not re.search(r"%(?!\(\w+\)s)", text)

@@ -11,13 +11,13 @@ import pytest
 from psycopg2 import sql
 
 from temboardagent.plugins.maintenance import operations
-from temboardagent.plugins.maintenance.catalog import load_sql
 from temboardagent.plugins.maintenance.operations import (
     OperationError,
     OperationRunner,
     make_target,
 )
 from temboardagent.plugins.maintenance.settings import MaintenanceSettings
+from temboardagent.plugins.maintenance.sql import load_sql
 from temboardagent.tasks import Task
 
 UTC = timezone.utc

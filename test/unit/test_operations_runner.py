@@ -20,7 +20,7 @@ from temboardagent.plugins.maintenance.operations import (
     OperationRunner,
     make_target,
 )
-from temboardagent.plugins.maintenance.targets import load_sql
+from temboardagent.plugins.maintenance.sql import load_sql
 from temboardagent.tasks import Task
 
 UTC = timezone.utc

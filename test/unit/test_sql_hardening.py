@@ -12,7 +12,7 @@ import re
 
 import pytest
 
-from temboardagent.plugins.maintenance.catalog import SQL_DIR, load_sql
+from temboardagent.plugins.maintenance.sql import SQL_DIR, load_sql
 
 #: words followed by "(" that are syntax, not function calls
 SYNTAX = {

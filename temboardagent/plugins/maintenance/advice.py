@@ -39,9 +39,10 @@ from ...errors import HTTPError
 from ...tasks import PENDING, Task
 from ...tasks.model import utcnow
 from . import catalog
-from .catalog import load_sql, size_pretty
+from .catalog import size_pretty
 from .operations import format_datetime, kind_of
 from .settings import MaintenanceSettings
+from .sql import load_sql
 
 logger = logging.getLogger(__name__)
 

@@ -70,10 +70,8 @@ from __future__ import annotations
 
 import functools
 import logging
-import re
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager, contextmanager
-from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import psycopg2
@@ -83,16 +81,13 @@ import psycopg2.extensions
 from ...errors import HTTPError, NotFound
 from ...jsonstream import JSONArray, JSONObject, materialize
 from . import versions
+from .sql import load_sql
 
 logger = logging.getLogger(__name__)
-
-SQL_DIR = Path(__file__).parent / "sql"
 
 #: ``connect(dbname, pooled=True)`` -> context manager yielding an autocommit
 #: connection; ``pooled=False`` closes it after use.
 Connect = Callable[..., AbstractContextManager]
-
-_INCLUDE = re.compile(r"/\*@(\w+)\*/")
 
 # PostgreSQL text for timestamptz and oid in the table page (spec: "relid" is
 # a string, timestamps are PostgreSQL text like "2019-03-22 10:37:19.5+00").
@@ -115,27 +110,6 @@ DATABASE_FIGURES = (
     "toast_bytes",
     "toast_size",
 )
-
-
-@functools.cache
-def load_sql(name: str, stats: str = "pg_statistic", materialized: bool = True) -> str:
-    """Text of ``sql/<name>.sql``, with ``/*@part*/`` replaced by ``part.sql``.
-
-    ``/*@stats*/`` includes ``stats_<stats>.sql``; ``/*@materialized*/`` is the
-    ``MATERIALIZED`` keyword of PostgreSQL >= 12 (older ones always materialize
-    CTEs). Loaded once per variant.
-    """
-    text = (SQL_DIR / f"{name}.sql").read_text()
-
-    def include(match: re.Match) -> str:
-        part = match.group(1)
-        if part == "materialized":
-            return "MATERIALIZED" if materialized else ""
-        if part == "stats":
-            part = f"stats_{stats}"
-        return load_sql(part, stats, materialized).strip().rstrip(";")
-
-    return _INCLUDE.sub(include, text)
 
 
 def size_pretty(size: int | float | None, version: int = 150000) -> str | None:

@@ -22,7 +22,8 @@ from typing import Any
 from psycopg2 import sql
 
 from ...errors import Conflict
-from .catalog import load_sql, size_pretty
+from .catalog import size_pretty
+from .sql import load_sql
 
 METHOD = "pgstattuple"
 

@@ -43,7 +43,6 @@ from ...errors import BadRequest, HTTPError, NotAcceptable, malformed
 from ...tasks.model import ID_RE
 from .. import PluginContext
 from . import outcome, privileges, statements
-from .catalog import load_sql
 from .lockwait import (
     Canceled,
     LockRetry,
@@ -54,6 +53,7 @@ from .lockwait import (
     describe_holders,
 )
 from .settings import MaintenanceSettings
+from .sql import load_sql
 from .statements import (
     OptionError,
     build_relations_statement,

@@ -25,8 +25,8 @@ from typing import Any, Sequence
 
 from ...errors import Forbidden
 from .. import PluginContext
-from .catalog import load_sql
 from .settings import MaintenanceSettings
+from .sql import load_sql
 
 #: first PostgreSQL version with the MAINTAIN privilege and pg_maintain
 MAINTAIN_VERSION = 170000

@@ -28,8 +28,8 @@ import psycopg2.errors
 from ...errors import HTTPError
 from ...tasks import Task
 from ...tasks.model import utcnow
-from .catalog import load_sql
 from .operations import format_datetime, kind_of
+from .sql import load_sql
 
 logger = logging.getLogger(__name__)
 

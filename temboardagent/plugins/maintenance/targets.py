@@ -10,9 +10,9 @@ from typing import Any
 
 from ...errors import Conflict, NotFound
 from .. import PluginContext
-from .catalog import load_sql
 from .limits import read_connection
 from .settings import MaintenanceSettings
+from .sql import load_sql
 
 
 def _connect(ctx: PluginContext, settings: MaintenanceSettings, dbname: str | None) -> Any:
