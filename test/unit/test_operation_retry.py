@@ -48,18 +48,18 @@ class Cursor:
 
     def execute(self, query, params=None):
         backend = self.backend
-        if query == load_sql("op_backend_pid"):
+        if query == load_sql("backend_pid"):
             self.rows = [(7,)]
-        elif query == load_sql("op_relations"):
+        elif query == load_sql("database_relations"):
             self.rows = backend.relations
-        elif query == load_sql("op_lock_holders"):
+        elif query == load_sql("lock_holders"):
             backend.params.append(params)
             self.rows = [r for r in backend.holders if r[1] == params["table"]] or (
                 backend.holders if params["table"] is None else []
             )
-        elif query == load_sql("op_statement_timeout"):
+        elif query == load_sql("set_statement_timeout"):
             backend.params.append(params)
-        elif isinstance(query, str):  # e.g. op_messages
+        elif isinstance(query, str):  # e.g. english_messages
             self.rows = []
         else:
             text = query.as_string(None)

@@ -70,12 +70,12 @@ class FakeCursor:
 
     def execute(self, query, params=None):
         server = self.server
-        if query == load_sql("op_backend_pid"):
+        if query == load_sql("backend_pid"):
             self._row = (PID,)
             return
-        if query == load_sql("op_messages"):
+        if query == load_sql("english_messages"):
             return
-        if query == load_sql("op_cancel_backend"):
+        if query == load_sql("cancel_backend"):
             assert params == {"pid": PID}
             server.cancels += 1
             if server.arrived.is_set():

@@ -154,7 +154,7 @@ def test_details_qualifies_names_it_knows():
     assert details(collect(XMIN), qualify)["skipped"] == [] and len(asked) == 1
 
 
-# Privilege decisions (facts come from sql/op_privileges_*.sql)
+# Privilege decisions (facts come from sql/*_privileges.sql)
 
 
 def facts(relation="public.t", owner="y", privileged=False, db_owner=False, shared=False):

@@ -207,7 +207,7 @@ def requested_modes(kind: str, options: dict) -> tuple[str, str]:
 
 
 def conflicting_modes(kind: str, options: dict) -> dict[str, list[str]]:
-    """Bound parameters ``table_modes`` and ``index_modes`` of ``op_lock_holders``."""
+    """Bound parameters ``table_modes`` and ``index_modes`` of ``lock_holders``."""
     table, index = requested_modes(kind, options)
     return {"table_modes": list(CONFLICTS[table]), "index_modes": list(CONFLICTS[index])}
 

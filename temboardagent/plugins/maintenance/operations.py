@@ -385,8 +385,8 @@ class OperationRunner:
         text = statement.as_string(conn)
         tctx.set_output(text)
         with conn.cursor() as cur:
-            cur.execute(load_sql("op_messages"))
-            cur.execute(load_sql("op_backend_pid"))
+            cur.execute(load_sql("english_messages"))
+            cur.execute(load_sql("backend_pid"))
             pid = cur.fetchone()[0]
             tctx.set_pid(pid)
             with state.lock:
@@ -428,7 +428,7 @@ class OperationRunner:
         """One step, or one per relation for a database-wide VACUUM or ANALYZE."""
         if not runs_per_relation(kind, task.target):
             return [Step(statement)]
-        cur.execute(load_sql("op_relations"))
+        cur.execute(load_sql("database_relations"))
         relations = cur.fetchall()
         steps = []
         for start in range(0, len(relations), RELATIONS_PER_STATEMENT):
@@ -451,7 +451,7 @@ class OperationRunner:
         target = task.target
         if target.get("index") is not None:
             return []  # PostgreSQL's own error names it
-        cur.execute(load_sql("op_reindex_blockers"), reindex_blockers_params(target))
+        cur.execute(load_sql("reindex_blockers"), reindex_blockers_params(target))
         return [(f"{quote_ident(s)}.{quote_ident(i)}", reason) for s, i, reason in cur.fetchall()]
 
     @staticmethod
@@ -466,7 +466,7 @@ class OperationRunner:
         table = target.get("table") or target.get("index_table")
         params = {"schema": target.get("schema") if table else None, "table": table}
         try:
-            cur.execute(load_sql("op_invalid_rebuilds"), params)
+            cur.execute(load_sql("invalid_rebuilds"), params)
             rows = cur.fetchall()
         except psycopg2.Error:  # connection lost: nothing more to say
             return message
@@ -505,7 +505,7 @@ class OperationRunner:
 
         def execute(step: Step, time_left_ms: int | None) -> None:
             if time_left_ms is not None:
-                cur.execute(load_sql("op_statement_timeout"), {"ms": str(time_left_ms)})
+                cur.execute(load_sql("set_statement_timeout"), {"ms": str(time_left_ms)})
             with state.lock:
                 if state.canceled or tctx.cancel_requested.is_set():
                     raise OperationCanceled("Canceled before start.")
@@ -553,7 +553,7 @@ class OperationRunner:
                 table = target.get("table") or target.get("index_table")
                 schema = target.get("schema") if table is not None else None
                 cur.execute(
-                    load_sql("op_lock_holders"), {**modes, "schema": schema, "table": table}
+                    load_sql("lock_holders"), {**modes, "schema": schema, "table": table}
                 )
                 rows = cur.fetchall()
                 if not rows:
@@ -562,7 +562,7 @@ class OperationRunner:
             names = []
             for step in exc.steps[:20]:
                 params = {**modes, "schema": step.schema, "table": step.table}
-                cur.execute(load_sql("op_lock_holders"), params)
+                cur.execute(load_sql("lock_holders"), params)
                 rows = cur.fetchall()
                 names.append(describe_holders(rows) if rows else step.relation)
             more = len(exc.steps) - len(names)
@@ -607,7 +607,7 @@ class OperationRunner:
                         running = state.executing
                     if not running:
                         return
-                    cur.execute(load_sql("op_cancel_backend"), {"pid": pid})
+                    cur.execute(load_sql("cancel_backend"), {"pid": pid})
                     if cur.fetchone() is None:  # backend gone
                         return
                     if state.done.wait(CANCEL_INTERVAL):
@@ -646,7 +646,7 @@ class OperationRunner:
             with self.ctx.connect(statement_timeout=5000) as conn, conn.cursor() as cur:
                 for task in orphans:
                     cur.execute(
-                        load_sql("op_cancel_orphan"), {"pid": task.pid, "query": task.output}
+                        load_sql("cancel_orphan_backend"), {"pid": task.pid, "query": task.output}
                     )
                     if cur.fetchone() is not None:
                         count += 1
@@ -699,7 +699,7 @@ def record_notices(tctx: TaskContext, conn: Any, collector: outcome.NoticeCollec
     def qualify(names: list[str]) -> dict[str, str]:
         try:
             with conn.cursor() as cur:
-                cur.execute(load_sql("op_skipped_relations"), {"names": names})
+                cur.execute(load_sql("relation_schemas"), {"names": names})
                 return {relname: f"{nspname}.{relname}" for relname, nspname in cur.fetchall()}
         except psycopg2.Error as exc:  # connection lost, canceled...
             logger.debug("Task %s: cannot qualify skipped relations: %s", task_id, exc)
@@ -733,7 +733,7 @@ def is_concurrent_reindex(kind: str, task: Task) -> bool:
 
 
 def reindex_blockers_params(target: Mapping[str, Any]) -> dict[str, Any]:
-    """Bound parameters of ``op_reindex_blockers`` for a task target."""
+    """Bound parameters of ``reindex_blockers`` for a task target."""
     index = target.get("index")
     table = target.get("table") if index is None else None
     return {

@@ -1,6 +1,6 @@
 """May the agent's role run this operation? Checked before scheduling it.
 
-PostgreSQL's own rules, per kind and version (``sql/op_privileges_*.sql``
+PostgreSQL's own rules, per kind and version (``sql/*_privileges.sql``
 reads the facts, :func:`denial` decides):
 
 - VACUUM and ANALYZE of a table: the table's owner (before 17) or the
@@ -34,7 +34,7 @@ MAINTAIN_VERSION = 170000
 
 @dataclass(frozen=True)
 class RelationFacts:
-    """One row of ``op_privileges_relation.sql``."""
+    """One row of ``relation_privileges.sql``."""
 
     rolname: str
     rolsuper: bool
@@ -96,7 +96,7 @@ def check(
     """
     dbname = target["dbname"]
     with _connect(ctx, settings, None) as conn, conn.cursor() as cur:
-        cur.execute(load_sql("op_privileges_database"), {"dbname": dbname})
+        cur.execute(load_sql("database_privileges"), {"dbname": dbname})
         names = [d.name for d in cur.description]
         row = cur.fetchone()
     if row is None:
@@ -128,6 +128,6 @@ def target_denial(conn: Any, kind: str, target: dict[str, Any]) -> str | None:
             "partitions": kind != "reindex",
             "maintain": conn.server_version >= MAINTAIN_VERSION,
         }
-        cur.execute(load_sql("op_privileges_relation"), params)
+        cur.execute(load_sql("relation_privileges"), params)
         rows = [RelationFacts(*row) for row in cur.fetchall()]
     return relation_denial(kind, rows, f"{schema}.{relname}")

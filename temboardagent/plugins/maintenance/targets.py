@@ -125,5 +125,5 @@ def reindex_blockers(
 ) -> list[tuple[str, str, str]]:
     """Indexes of a target that REINDEX CONCURRENTLY cannot rebuild: (schema, index, reason)."""
     with _connect(ctx, settings, dbname) as conn, conn.cursor() as cur:
-        cur.execute(load_sql("op_reindex_blockers"), params)
+        cur.execute(load_sql("reindex_blockers"), params)
         return cur.fetchall()
