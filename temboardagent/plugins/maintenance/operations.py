@@ -552,9 +552,7 @@ class OperationRunner:
             if exc.steps[0].relation is None:  # one statement on the target
                 table = target.get("table") or target.get("index_table")
                 schema = target.get("schema") if table is not None else None
-                cur.execute(
-                    load_sql("lock_holders"), {**modes, "schema": schema, "table": table}
-                )
+                cur.execute(load_sql("lock_holders"), {**modes, "schema": schema, "table": table})
                 rows = cur.fetchall()
                 if not rows:
                     return f"Lock not available {wait}; its holders have ended since."
