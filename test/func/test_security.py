@@ -379,6 +379,32 @@ def test_name_over_63_bytes_is_not_its_truncation(env):
     assert resp.status_code == 404
 
 
+def test_newline_in_a_name_never_ends_a_sql_comment(env):
+    """Regression: comments of ``sql/*.sql`` named their parameters (``%(relname)s``),
+    which psycopg2 fills in there too: an existing object whose name holds a newline
+    ended the comment, and the rest of its name ran as SQL, as the agent's role."""
+    agent = env.agent
+    _login(agent)
+    injected = ";BEGIN READ WRITE;CREATE TABLE public.inj();COMMIT;--"  # < 63 bytes
+    table = "x\n" + injected
+    dbname = "d\n" + injected
+    _sql(env.pg, "sec", f"CREATE TABLE public.{_ident(table)} (id int)")
+    _sql(env.pg, "postgres", f"CREATE DATABASE {_ident(dbname)}")
+    try:
+        for path in (
+            f"/maintenance/sec/schema/public/table/{quote(table, safe='')}/analyze",
+            f"/maintenance/{quote(dbname, safe='')}/analyze",
+        ):
+            resp = agent.post(path, json=LATER)
+            assert resp.status_code == 200, (path, resp.text)
+            assert agent.delete("/maintenance/analyze/" + resp.json()["id"]).status_code == 200
+        for db in ("sec", "postgres"):
+            query = "SELECT count(*) FROM pg_catalog.pg_class WHERE relname = 'inj'"
+            assert _sql(env.pg, db, query) == [(0,)]
+    finally:
+        _sql(env.pg, "postgres", f"DROP DATABASE {_ident(dbname)}")
+
+
 def _ident(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 

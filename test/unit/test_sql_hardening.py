@@ -87,3 +87,11 @@ def test_checks_catch_unqualified_sql():
     assert unqualified_functions(code) == {"count"}
     assert unqualified_relations(code, cte_names([code])) == {"pg_class", "<comma join>"}
     assert unqualified_casts(code) == {"int8"}
+
+
+@pytest.mark.parametrize("name", QUERIES)
+def test_no_parameter_in_comments(name):
+    """psycopg2 fills ``%(x)s`` in comments too: a bound name holding a newline
+    would end the comment, and the rest of it would run as SQL."""
+    comments = re.findall(r"--[^\n]*|/\*.*?\*/", load_sql(name), re.S)
+    assert not [c for c in comments if "%" in c], f"{name}.sql"

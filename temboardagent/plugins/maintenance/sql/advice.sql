@@ -1,9 +1,9 @@
 -- Facts behind the advice rules (advice.py), for every table (relkind r, m) and
 -- index of the current database outside the TOAST and temporary schemas: one
 -- row per table (kind 'table') and one per index (kind 'index').
--- %(locked)s: OIDs from locked.sql; their sizes come from pg_class and their
+-- <locked>: OIDs from locked.sql; their sizes come from pg_class and their
 -- index definitions are not read (pg_get_indexdef would wait for the lock).
--- %(privileged)s: the role may read pg_statistic (never-analyzed detection).
+-- <privileged>: the role may read pg_statistic (never-analyzed detection).
 WITH RECURSIVE cfg AS (
 /*@cfg*/
 ),

@@ -1,6 +1,6 @@
 -- Per-schema aggregates of the current database: every schema but pg_toast
 -- and the temporary ones, with its tables (relkind r, m, p) and their indexes.
--- %(locked)s: OIDs from locked.sql, whose sizes are read from pg_class.
+-- <locked>: OIDs from locked.sql, whose sizes are read from pg_class.
 WITH RECURSIVE cfg AS (
 /*@cfg*/
 ),

@@ -1,4 +1,4 @@
--- Whether the agent's role may connect to database %(dbname)s and owns it (superusers
+-- Whether the agent's role may connect to database <dbname> and owns it (superusers
 -- own everything), with the owner's name. No row: unknown database.
 SELECT r.rolname::pg_catalog.text AS rolname,
        pg_catalog.has_database_privilege(d.oid, 'CONNECT'::pg_catalog.text) AS can_connect,

@@ -1,4 +1,4 @@
--- Progress of the backends %(pids)s (the agent's running operations): what
+-- Progress of the backends <pids> (the agent's running operations): what
 -- the progress views say, whether the backend waits for a lock and who
 -- holds it. The views placeholder below becomes the UNION of the
 -- progress_*.sql files the server has.

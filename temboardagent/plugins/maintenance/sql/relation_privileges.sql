@@ -1,8 +1,8 @@
--- Who may run an operation on a table (or on the table of index %(relname)s) of the
+-- Who may run an operation on a table (or on the table of index <relname>) of the
 -- current database, by PostgreSQL's own rules: one row per relation PostgreSQL checks,
--- the table first, then (%(partitions)s: VACUUM and ANALYZE) each of its partitions.
+-- the table first, then (<partitions>: VACUUM and ANALYZE) each of its partitions.
 -- "privileged": owner of the relation before PostgreSQL 17 (superusers included), the
--- MAINTAIN privilege from 17 on (%(maintain)s; owners have it unless revoked, pg_maintain
+-- MAINTAIN privilege from 17 on (<maintain>; owners have it unless revoked, pg_maintain
 -- members too). The database owner may also VACUUM and ANALYZE any non-shared relation.
 WITH role AS (
     SELECT r.rolname::pg_catalog.text AS rolname, r.rolsuper

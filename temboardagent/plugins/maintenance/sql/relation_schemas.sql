@@ -1,4 +1,4 @@
--- Schema-qualified names of the relations named %(names)s in PostgreSQL's "skipping"
+-- Schema-qualified names of the relations named <names> in PostgreSQL's "skipping"
 -- messages (which give bare names), for names only one schema of the current database has.
 SELECT c.relname::pg_catalog.text AS relname,
        pg_catalog.min(n.nspname::pg_catalog.text) AS nspname

@@ -1,7 +1,7 @@
--- The tables (relkind r, m, p) of schema %(nsp)s -- or only table %(relid)s --
+-- The tables (relkind r, m, p) of schema <nsp> -- or only table <relid> --
 -- with their indexes: one row per (table, index) ordered by table and index
 -- name, a single row with NULL index columns for a table without index.
--- %(locked)s: OIDs from locked.sql, whose sizes are read from pg_class.
+-- <locked>: OIDs from locked.sql, whose sizes are read from pg_class.
 WITH RECURSIVE cfg AS (
 /*@cfg*/
 ),

@@ -2,7 +2,7 @@
 -- (any role; only the columns the role may SELECT). The view exposes names:
 -- they are mapped back to OIDs through the unique (schema, relname, attname).
 -- The view is read once, filtered by schema (and by relation name for a
--- single table, %(relid)s): these filters reach its base tables as arrays.
+-- single table, <relid>): these filters reach its base tables as arrays.
 -- Its row estimates are poor: catalog.py disables nested loops for the
 -- schema and database pages, lest a rescanned join turn quadratic.
 WITH ps AS /*@materialized*/ (
