@@ -193,10 +193,10 @@ def report(args: argparse.Namespace, cluster: EmbeddedCluster, dbname: str, agen
     base = f"{agent.url}/maintenance/{dbname}"
     mid = f"t_{args.tables // 2}"
     pages = [
-        ("schema", "/schema/public", "context_schema", {"schema": "public"}, "relations",
+        ("schema", "/schema/public", "schema_context", {"schema": "public"}, "relations",
          lambda ctx: {"nsp": ctx["nsp"], "relid": None}),
-        ("database", "", "context_database", {}, "database", lambda ctx: {"relid": None}),
-        ("table", f"/schema/public/table/{mid}", "context_table",
+        ("database", "", "database_context", {}, "database", lambda ctx: {"relid": None}),
+        ("table", f"/schema/public/table/{mid}", "table_context",
          {"schema": "public", "table": mid}, "relations",
          lambda ctx: {"nsp": ctx["nsp"], "relid": ctx["relid"]}),
     ]  # fmt: skip

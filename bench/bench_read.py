@@ -117,12 +117,12 @@ class Lower:
         return ctx
 
     def database(self, dbname: str) -> None:
-        self._run(dbname, "context_database", {}, "database", lambda ctx: {"relid": None})
+        self._run(dbname, "database_context", {}, "database", lambda ctx: {"relid": None})
 
     def schema(self, dbname: str, schema: str) -> None:
         self._run(
             dbname,
-            "context_schema",
+            "schema_context",
             {"schema": schema},
             "relations",
             lambda ctx: {"nsp": ctx["nsp"], "relid": None},
@@ -131,7 +131,7 @@ class Lower:
     def table(self, dbname: str, schema: str, table: str) -> None:
         ctx = self._run(
             dbname,
-            "context_table",
+            "table_context",
             {"schema": schema, "table": table},
             "relations",
             lambda ctx: {"nsp": ctx["nsp"], "relid": ctx["relid"]},

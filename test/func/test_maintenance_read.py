@@ -12,7 +12,7 @@ import psycopg2.errors
 import pytest
 
 from temboardagent.errors import NotFound
-from temboardagent.plugins.maintenance import catalog, versions
+from temboardagent.plugins.maintenance import catalog, lookup, versions
 
 from .helpers import HANG, drop_database, finishes, settle_stats, wait_for
 
@@ -619,14 +619,14 @@ def test_not_found(conn):
     with pytest.raises(NotFound):
         catalog.schema(conn, "public" + "x" * 60)
     with pytest.raises(NotFound) as info:
-        catalog.is_template(conn, DB + "x" * 60)
-    assert catalog.is_template(conn, DB) is False
-    assert catalog.is_template(conn, "template1") is True
+        lookup.is_template(conn, DB + "x" * 60)
+    assert lookup.is_template(conn, DB) is False
+    assert lookup.is_template(conn, "template1") is True
     for call in (
         lambda: catalog.schema(conn, "x\x00y"),
         lambda: catalog.table(conn, "public", "x\x00y"),
         lambda: catalog.table(conn, "x\x00y", "t"),
-        lambda: catalog.is_template(conn, "x\x00y"),
+        lambda: lookup.is_template(conn, "x\x00y"),
     ):
         with pytest.raises(NotFound):  # NUL: no such name, not a 500
             call()

@@ -21,7 +21,7 @@ import pytest
 from temboardagent.embedded import EmbeddedCluster, throwaway_cluster
 
 from .agentproc import AgentProcess
-from .helpers import HANG, route_table, run_sql, wait_for
+from .helpers import HANG, drop_database, route_table, run_sql, wait_for
 
 LATER = {"datetime": "2100-01-01T00:00:00Z"}  # far enough never to run
 SESSIONS: list[str] = []  # every session id handed out in this module
@@ -379,6 +379,32 @@ def test_name_over_63_bytes_is_not_its_truncation(env):
     assert resp.status_code == 404
 
 
+def test_name_limit_is_counted_in_the_database_encoding(env):
+    """63 bytes in the database's encoding, not in UTF-8: in a LATIN1 database a
+    table of 40 "é" (40 bytes there, 80 in UTF-8) exists for reads and writes."""
+    agent = env.agent
+    _login(agent)
+    table = "é" * 40
+    _sql(
+        env.pg,
+        "postgres",
+        "CREATE DATABASE latin1 ENCODING 'LATIN1' LC_COLLATE 'C' LC_CTYPE 'C' TEMPLATE template0",
+    )
+    try:
+        _sql(env.pg, "latin1", f"CREATE TABLE public.{_ident(table)} (id int)")
+        path = f"/maintenance/latin1/schema/public/table/{quote(table, safe='')}"
+        assert agent.get(path).status_code == 200
+        assert agent.get(path + "/analyze/scheduled").status_code == 200
+        resp = agent.post(path + "/analyze", json=LATER)
+        assert resp.status_code == 200, resp.text
+        assert agent.delete("/maintenance/analyze/" + resp.json()["id"]).status_code == 200
+        too_long = f"/maintenance/latin1/schema/public/table/{quote(table + 'é' * 24, safe='')}"
+        assert agent.get(too_long).status_code == 404
+        assert agent.post(too_long + "/analyze", json=LATER).status_code == 404
+    finally:
+        drop_database(env.pg, "latin1")
+
+
 def test_newline_in_a_name_never_ends_a_sql_comment(env):
     """Regression: comments of ``sql/*.sql`` named their parameters (``%(relname)s``),
     which psycopg2 fills in there too: an existing object whose name holds a newline
@@ -402,7 +428,7 @@ def test_newline_in_a_name_never_ends_a_sql_comment(env):
             query = "SELECT count(*) FROM pg_catalog.pg_class WHERE relname = 'inj'"
             assert _sql(env.pg, db, query) == [(0,)]
     finally:
-        _sql(env.pg, "postgres", f"DROP DATABASE {_ident(dbname)}")
+        drop_database(env.pg, dbname)
 
 
 def _ident(name: str) -> str:

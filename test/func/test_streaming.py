@@ -68,7 +68,7 @@ def plain_schema(pg, dbname: str, schema: str) -> dict[str, Any]:
     conn.autocommit = True
     try:
         with conn.cursor() as cur:
-            cur.execute(load_sql("context_schema"), {"schema": schema})
+            cur.execute(load_sql("schema_context"), {"schema": schema})
             ctx = dict(zip([d.name for d in cur.description], cur.fetchone()))
         tables, indexes = catalog._relations(conn, ctx["nsp"], None, ctx)
         version = conn.server_version
@@ -89,7 +89,7 @@ def plain_database(pg, dbname: str) -> dict[str, Any]:
     conn.autocommit = True
     try:
         with conn.cursor() as cur:
-            cur.execute(load_sql("context_database"))
+            cur.execute(load_sql("database_context"))
             ctx = dict(zip([d.name for d in cur.description], cur.fetchone()))
             params = {"relid": None, "locked": ctx["locked"]}
             catalog._execute_main(cur, "database", ctx["privileged"], params)

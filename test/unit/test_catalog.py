@@ -43,7 +43,7 @@ def test_size_pretty_none():
 
 
 @pytest.mark.parametrize(
-    "name", ["relations", "database", "context_schema", "context_table", "context_database"]
+    "name", ["relations", "database", "schema_context", "table_context", "database_context"]
 )
 @pytest.mark.parametrize("stats", ["pg_statistic", "pg_stats"])
 def test_includes_resolved(name, stats):

@@ -414,7 +414,7 @@ def database_advice(conn: Any, dbname: str, settings: MaintenanceSettings) -> li
             names = [d.name for d in cur.description]
             return [dict(zip(names, row)) for row in cur.fetchall()]
 
-    rows = catalog._with_locks(conn, "context_database", {}, main)
+    rows = catalog._with_locks(conn, "database_context", {}, main)
     stats_days = (facts["now"] - facts["stats_since"]).total_seconds() / 86400
     items = database_rules(dbname, facts, settings)
     indexes = []

@@ -1,6 +1,7 @@
 """Read side of the maintenance plugin: sizes, bloat estimates and statistics.
 
-Each page runs one small *context* query (OIDs of the named objects, which
+Each page runs one small *context* query (``sql/<object>_context.sql``: OIDs
+of the named objects, looked up with :mod:`.lookup`'s queries and guards, which
 statistics the role may read, the locked relations) and one main query from
 ``sql/``, filtered to what the page shows in its innermost part; rows are
 shaped into the JSON of ``spec/maintenance-api.rst`` with no further lookup.
@@ -78,9 +79,9 @@ import psycopg2
 import psycopg2.errors
 import psycopg2.extensions
 
-from ...errors import HTTPError, NotFound
+from ...errors import HTTPError
 from ...jsonstream import JSONArray, JSONObject, materialize
-from . import versions
+from . import lookup, versions
 from .sql import load_sql
 
 logger = logging.getLogger(__name__)
@@ -222,12 +223,6 @@ def _release_held(conn: Any) -> None:
         cur.execute("CLOSE ALL")
 
 
-def _check_name(kind: str, name: str, shown: str | None = None) -> None:
-    """NotFound for a name no PostgreSQL object can have (NUL character)."""
-    if "\x00" in name:
-        raise NotFound(f"{kind} '{shown or name}' not found.")
-
-
 def _with_locks(conn: Any, context: str, params: dict, main: Callable) -> Any:
     """Run ``context`` then ``main(context_row)``, retrying once on lock timeout.
 
@@ -322,16 +317,16 @@ def schema_page(
     the held result: tables (then the schema's totals), then indexes.
     ``computed``: called once PostgreSQL holds the rows.
     """
-    _check_name("Schema", schema_name)
+    lookup.check_name("Schema", schema_name)
     params = {"schema": schema_name}
 
     def main_params(ctx: dict) -> dict:
         return {"nsp": ctx["nsp"], "relid": None, "locked": ctx["locked"]}
 
-    held = _held_with_locks(conn, "context_schema", params, "relations", main_params, computed)
+    held = _held_with_locks(conn, "schema_context", params, "relations", main_params, computed)
     with held as (ctx, rows):
         if ctx is None or rows is None:
-            raise NotFound(f"Schema '{schema_name}' not found.")
+            raise lookup.not_found("Schema", schema_name)
         totals = {"bytes": 0, "tables": 0}
         yield "tables", JSONArray(_schema_tables(rows, totals))
         yield (
@@ -384,12 +379,12 @@ def table(conn: Any, schema_name: str, table_name: str) -> dict[str, Any]:
 
     def main(ctx: dict | None) -> dict[str, Any]:
         if ctx is None:
-            raise NotFound(f"Schema '{schema_name}' not found.")
+            raise lookup.not_found("Schema", schema_name)
         if ctx["relid"] is None:
-            raise NotFound(f"Table '{schema_name}.{table_name}' not found.")
+            raise lookup.not_found("Table", f"{schema_name}.{table_name}")
         tables, indexes = _relations(conn, ctx["nsp"], ctx["relid"], ctx)
         if not tables:  # dropped between the two queries
-            raise NotFound(f"Table '{schema_name}.{table_name}' not found.")
+            raise lookup.not_found("Table", f"{schema_name}.{table_name}")
         with conn.cursor() as cur:
             for caster in _TEXT_TYPES:
                 psycopg2.extensions.register_type(caster, cur)
@@ -398,7 +393,7 @@ def table(conn: Any, schema_name: str, table_name: str) -> dict[str, Any]:
             stats = cur.fetchone()
             names = [d.name for d in cur.description]
         if stats is None:
-            raise NotFound(f"Table '{schema_name}.{table_name}' not found.")
+            raise lookup.not_found("Table", f"{schema_name}.{table_name}")
         result = dict(zip(names, stats))
         info = tables[0]
         info.pop("n_indexes")
@@ -406,10 +401,10 @@ def table(conn: Any, schema_name: str, table_name: str) -> dict[str, Any]:
         result["indexes"] = indexes
         return result
 
-    _check_name("Schema", schema_name)
-    _check_name("Table", table_name, f"{schema_name}.{table_name}")
+    lookup.check_name("Schema", schema_name)
+    lookup.check_name("Table", table_name, f"{schema_name}.{table_name}")
     params = {"schema": schema_name, "table": table_name}
-    return _with_locks(conn, "context_table", params, main)
+    return _with_locks(conn, "table_context", params, main)
 
 
 @contextmanager
@@ -421,9 +416,9 @@ def _schemas(
     def main_params(ctx: dict) -> dict:
         return {"relid": None, "locked": ctx["locked"]}
 
-    held = _held_with_locks(conn, "context_database", {}, "database", main_params, computed)
+    held = _held_with_locks(conn, "database_context", {}, "database", main_params, computed)
     with held as (ctx, rows):
-        assert ctx is not None and rows is not None  # context_database always has a row
+        assert ctx is not None and rows is not None  # database_context always has a row
         yield (dict(zip(rows.names, row)) for row in rows), ctx["total_bytes"]
 
 
@@ -471,21 +466,6 @@ def _sum(values: list) -> float | None:
     """Sum of the non-null values as a float; None when all are null."""
     present = [v for v in values if v is not None]
     return float(sum(present)) if present else None
-
-
-def is_template(conn: Any, dbname: str) -> bool:
-    """Whether ``dbname`` is a template; NotFound for an unknown database.
-
-    Connections to a template are not kept in the pool: ``CREATE DATABASE``
-    fails while another session is connected to its template.
-    """
-    _check_name("Database", dbname)
-    with conn.cursor() as cur:
-        cur.execute(load_sql("database_kind"), {"dbname": dbname})
-        row = cur.fetchone()
-    if row is None:
-        raise NotFound(f"Database '{dbname}' not found.")
-    return bool(row[0])
 
 
 #: ``reason`` of a database closed to connections (``datallowconn`` false, invalid)

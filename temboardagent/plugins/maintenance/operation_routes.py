@@ -41,7 +41,7 @@ from ...errors import Conflict, NotFound, malformed
 from ...jsonstream import JSONArray
 from ...tasks import PENDING, STATUSES, TaskExists, TaskFinished, TaskNotFound
 from .. import PluginContext, Request
-from . import privileges, progress, targets
+from . import lookup, privileges, progress
 from .operations import (
     KINDS,
     check_supported,
@@ -116,14 +116,14 @@ class OperationRoutes:
         start, start_text = parse_datetime(body.get("datetime"))
         index_table = None
         if index is not None:
-            index_table = targets.resolve_index(self.ctx, self.settings, dbname, schema, index)
+            index_table = lookup.resolve_index(self.ctx, self.settings, dbname, schema, index)
         elif table is not None:
-            targets.check_table(self.ctx, self.settings, dbname, schema, table)
+            lookup.check_table(self.ctx, self.settings, dbname, schema, table)
         else:
-            targets.check_database(self.ctx, self.settings, dbname)
+            lookup.check_database(self.ctx, self.settings, dbname)
         target = make_target(dbname, schema, table, index, index_table)
         if needs_server_check(options):
-            check_supported(options, targets.server_version(self.ctx, self.settings))
+            check_supported(options, lookup.server_version(self.ctx, self.settings))
         if kind == "reindex" and options.get("concurrently") and (table or index) is not None:
             self._check_concurrent_reindex(target)
         privileges.check(self.ctx, self.settings, kind, target)
@@ -145,7 +145,7 @@ class OperationRoutes:
     def _check_concurrent_reindex(self, target: dict[str, Any]) -> None:
         """409 when the index or table has indexes PostgreSQL cannot rebuild concurrently."""
         params = reindex_blockers_params(target)
-        rows = targets.reindex_blockers(self.ctx, self.settings, target["dbname"], params)
+        rows = lookup.reindex_blockers(self.ctx, self.settings, target["dbname"], params)
         if rows:
             names = ", ".join(
                 f"{quote_ident(schema)}.{quote_ident(index)} ({reason})"
@@ -164,11 +164,11 @@ class OperationRoutes:
     ) -> list[dict[str, Any]]:
         """Pending, running and just finished operations ordered by datetime."""
         if table is not None:
-            targets.check_table(self.ctx, self.settings, dbname, schema, table)
+            lookup.check_table(self.ctx, self.settings, dbname, schema, table)
         elif schema is not None:
-            targets.check_schema(self.ctx, self.settings, dbname, schema)
+            lookup.check_schema(self.ctx, self.settings, dbname, schema)
         elif dbname is not None:
-            targets.check_database(self.ctx, self.settings, dbname)
+            lookup.check_database(self.ctx, self.settings, dbname)
         return self.pending(kind, dbname, schema, table)
 
     def pending(
@@ -312,7 +312,7 @@ def register(
     # Table-level reindex lists are the schema's list (spec: "does not filter on
     # table"), under the spec's path and the one the UI builds.
     def table_alias(request: Request, dbname: str, schema: str, table: str, **_: str) -> Any:
-        targets.check_table(ctx, settings, dbname, schema, table)
+        lookup.check_table(ctx, settings, dbname, schema, table)
         return routes.pending("reindex", dbname, schema)
 
     add("GET", f"{TABLE}/reindex/scheduled", table_alias, key_ok=True)

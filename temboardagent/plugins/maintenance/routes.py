@@ -22,7 +22,7 @@ from ...errors import NotFound, malformed
 from ...jsonstream import JSONObject
 from ...tasks import PENDING
 from .. import PluginContext, Request
-from . import advice, catalog, exact
+from . import advice, catalog, exact, lookup
 from .limits import HeavyPages, read_connection
 from .operations import KINDS, worker_name
 from .settings import MaintenanceSettings
@@ -39,7 +39,7 @@ def register(ctx: PluginContext, settings: MaintenanceSettings) -> None:
     def database(dbname: str) -> Iterator[Any]:
         """A connection to ``dbname``, not kept in the pool for a template."""
         with connect() as conn:
-            template = catalog.is_template(conn, dbname)
+            template = lookup.is_template(conn, dbname)
         opened = False
         try:
             with connect(dbname, pooled=not template) as conn:

@@ -1,4 +1,4 @@
--- Lookups run before database.sql: which statistics the role may read, the
+-- What a database page needs before database.sql: which statistics the role may read, the
 -- locked relations and the database size (which takes no relation lock).
 SELECT pg_catalog.has_table_privilege('pg_catalog.pg_statistic', 'SELECT') AS privileged,
        (/*@locked*/) AS locked,
