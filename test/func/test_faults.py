@@ -139,7 +139,7 @@ def test_postgres_stopped_then_back(fpg, make_agent):
 
 
 def test_operation_due_while_postgres_down(fpg, make_agent):
-    """Documented in operations.py: it fails at once, not retried later."""
+    """Documented in runner.py: it fails at once, not retried later."""
     agent = make_agent()
     agent.start()
     agent.login()

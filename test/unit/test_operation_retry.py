@@ -10,14 +10,12 @@ import psycopg2.errors
 import pytest
 from psycopg2 import sql
 
-from temboardagent.plugins.maintenance import operations
-from temboardagent.plugins.maintenance.operations import (
-    OperationError,
-    OperationRunner,
-    make_target,
-)
+from temboardagent.plugins.maintenance import runner as runner_module
+from temboardagent.plugins.maintenance.operations import make_target
+from temboardagent.plugins.maintenance.runner import OperationError, OperationRunner
 from temboardagent.plugins.maintenance.settings import MaintenanceSettings
 from temboardagent.plugins.maintenance.sql import load_sql
+from temboardagent.plugins.maintenance.statements import render_statement
 from temboardagent.tasks import Task
 
 UTC = timezone.utc
@@ -112,9 +110,7 @@ class TaskCtx:
 @pytest.fixture(autouse=True)
 def plain_identifiers(monkeypatch):
     """Render identifiers without a connection (sql.Identifier needs one)."""
-    monkeypatch.setattr(
-        sql.Composed, "as_string", lambda self, ctx: operations.render_statement(self)
-    )
+    monkeypatch.setattr(sql.Composed, "as_string", lambda self, ctx: render_statement(self))
 
 
 def task(target, worker="maintenance.vacuum", options=None):
@@ -206,7 +202,7 @@ def test_timeout_sets_statement_timeout():
 
 
 def test_relations_are_batched(monkeypatch):
-    monkeypatch.setattr(operations, "RELATIONS_PER_STATEMENT", 2)
+    monkeypatch.setattr(runner_module, "RELATIONS_PER_STATEMENT", 2)
     backend = Backend(relations=[("s", "a"), ("s", "b"), ("s", "c")])
     tctx = TaskCtx(task(make_target("db"), worker="maintenance.analyze", options={}))
     assert runner(backend).run(tctx) == "ANALYZE"

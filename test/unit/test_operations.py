@@ -9,22 +9,26 @@ import pytest
 
 from temboardagent.errors import BadRequest, NotAcceptable
 from temboardagent.plugins.maintenance.operations import (
-    OperationRunner,
-    build_statement,
     conflict_keys,
-    history_item,
     is_operation_id,
     kind_of,
-    list_item,
     make_target,
     operation_id,
+    worker_name,
+)
+from temboardagent.plugins.maintenance.payloads import (
+    history_item,
+    list_item,
     parse_body,
     parse_datetime,
     parse_mode,
-    render_statement,
-    worker_name,
 )
-from temboardagent.plugins.maintenance.statements import OptionError
+from temboardagent.plugins.maintenance.runner import OperationRunner
+from temboardagent.plugins.maintenance.statements import (
+    OptionError,
+    build_statement,
+    render_statement,
+)
 from temboardagent.tasks import Task, conflicts
 
 UTC = timezone.utc

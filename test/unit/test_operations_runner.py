@@ -13,12 +13,12 @@ import pytest
 from psycopg2 import sql
 
 from temboardagent.errors import ServiceUnavailable
-from temboardagent.plugins.maintenance import operations
-from temboardagent.plugins.maintenance.operations import (
+from temboardagent.plugins.maintenance import runner as runner_module
+from temboardagent.plugins.maintenance.operations import make_target
+from temboardagent.plugins.maintenance.runner import (
     OperationCanceled,
     OperationError,
     OperationRunner,
-    make_target,
 )
 from temboardagent.plugins.maintenance.sql import load_sql
 from temboardagent.tasks import Task
@@ -135,6 +135,9 @@ class FakeTaskContext:
     def set_output(self, text):
         self.output = text
 
+    def set_attempts(self, attempts):
+        self.attempts = attempts
+
     def set_details(self, details):
         self.details = details
 
@@ -158,7 +161,7 @@ def make_task(**kw) -> Task:
 def plain_statements(monkeypatch):
     """sql.Identifier needs a real connection to render; use plain SQL here."""
     monkeypatch.setattr(
-        operations,
+        runner_module,
         "build_statement",
         lambda kind, target, options=None: sql.SQL(f"{kind.upper()} {target['table'] or ''}"),
     )
@@ -210,7 +213,7 @@ def test_cancel_hook_before_pid_flags_the_worker():
     runner = OperationRunner(FakeCtx(server))
     task = make_task()
     # The worker registered its state but has no pid yet: simulate by hand.
-    state = operations._Running()
+    state = runner_module._Running()
     runner._running[task.id] = state
     runner.cancel(task)
     assert state.canceled and server.cancels == 0
@@ -219,7 +222,7 @@ def test_cancel_hook_before_pid_flags_the_worker():
 def test_cancel_retries_until_the_statement_is_hit(monkeypatch):
     # The statement reaches the server only after the first pg_cancel_backend
     # (which is lost): a later one stops it.
-    monkeypatch.setattr(operations, "CANCEL_DEADLINE", HANG)
+    monkeypatch.setattr(runner_module, "CANCEL_DEADLINE", HANG)
     server = FakeServer(arrive_after_cancels=1)
     runner = OperationRunner(FakeCtx(server))
     tctx = FakeTaskContext(make_task())
@@ -248,7 +251,7 @@ def test_cancel_stops_when_backend_is_gone():
 
 
 def test_cancel_gives_up_after_deadline(monkeypatch, caplog):
-    monkeypatch.setattr(operations, "CANCEL_DEADLINE", 0.3)
+    monkeypatch.setattr(runner_module, "CANCEL_DEADLINE", 0.3)
     hold = threading.Event()
     server = FakeServer(hold=hold)  # the statement never arrives while cancel() runs
     runner = OperationRunner(FakeCtx(server))

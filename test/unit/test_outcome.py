@@ -211,7 +211,7 @@ def test_foreign_messages_fail_a_single_relation_the_role_may_not_process():
 def test_the_worker_checks_privileges_only_for_foreign_messages_of_one_relation(monkeypatch):
     from datetime import datetime, timezone
 
-    from temboardagent.plugins.maintenance import operations, privileges
+    from temboardagent.plugins.maintenance import operations, privileges, runner
     from temboardagent.tasks import Task
 
     asked = []
@@ -227,8 +227,8 @@ def test_the_worker_checks_privileges_only_for_foreign_messages_of_one_relation(
         target = operations.make_target("db", "s" if table else None, table)
         return Task("0123abcd", "maintenance.analyze", target, {}, now, "doing", now)
 
-    assert operations.outcome_error(None, task("t"), collect(FRENCH)) == FRENCH.strip()
+    assert runner.outcome_error(None, task("t"), collect(FRENCH)) == FRENCH.strip()
     assert asked == [("analyze", "t")]
-    assert operations.outcome_error(None, task("t"), collect(XMIN)) is None
-    assert operations.outcome_error(None, task(None), collect(FRENCH)) is None
+    assert runner.outcome_error(None, task("t"), collect(XMIN)) is None
+    assert runner.outcome_error(None, task(None), collect(FRENCH)) is None
     assert len(asked) == 1

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from .. import Plugin
-from . import operation_routes, operations, routes
+from . import operation_routes, routes
+from .runner import register_workers
 from .settings import MaintenanceSettings
 
 
@@ -14,6 +15,6 @@ class MaintenancePlugin(Plugin):
 
     def load(self) -> None:
         settings = MaintenanceSettings.from_section(self.context.config)
-        runner = operations.register_workers(self.context, settings)
+        runner = register_workers(self.context, settings)
         routes.register(self.context, settings)
         operation_routes.register(self.context, settings, runner.relations)

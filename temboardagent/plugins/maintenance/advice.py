@@ -40,7 +40,8 @@ from ...tasks import PENDING, Task
 from ...tasks.model import utcnow
 from . import catalog
 from .catalog import size_pretty
-from .operations import format_datetime, kind_of
+from .operations import kind_of
+from .payloads import format_datetime
 from .settings import MaintenanceSettings
 from .sql import load_sql
 

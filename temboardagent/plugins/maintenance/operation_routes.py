@@ -44,18 +44,20 @@ from .. import PluginContext, Request
 from . import lookup, privileges, progress
 from .operations import (
     KINDS,
-    check_supported,
-    history_item,
     is_operation_id,
-    list_item,
     make_target,
     operation_id,
-    parse_body,
-    parse_datetime,
-    parse_options,
     pending_filter,
     reindex_blockers_params,
     worker_name,
+)
+from .payloads import (
+    check_supported,
+    history_item,
+    list_item,
+    parse_body,
+    parse_datetime,
+    parse_options,
 )
 from .settings import MaintenanceSettings
 from .statements import needs_server_check, quote_ident

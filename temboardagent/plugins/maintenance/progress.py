@@ -28,7 +28,8 @@ import psycopg2.errors
 from ...errors import HTTPError
 from ...tasks import Task
 from ...tasks.model import utcnow
-from .operations import format_datetime, kind_of
+from .operations import kind_of
+from .payloads import format_datetime
 from .sql import load_sql
 
 logger = logging.getLogger(__name__)
