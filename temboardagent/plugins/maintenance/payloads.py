@@ -1,9 +1,9 @@
 """Request parsing and reply shaping of the operation routes.
 
-With the route modules, the only part of the plugin that knows HTTP: a body
-that is not a JSON object is a 400, a bad value a 406 ``Parameter 'X' is
-malformed.`` (or ``... is not supported by PostgreSQL N.``). :mod:`.statements`
-validates options with plain :class:`~.statements.OptionError`, translated here.
+A body that is not a JSON object is a 400, a bad value a 406 ``Parameter 'X'
+is malformed.`` (or ``... is not supported by PostgreSQL N.``):
+:mod:`.statements` validates options with plain
+:class:`~.statements.OptionError`, translated here into the HTTP error.
 """
 
 from __future__ import annotations
