@@ -18,10 +18,12 @@ from .advice import RULES, SEVERITIES
 from .operation_routes import HISTORY_LIMIT, HISTORY_MAX_LIMIT, MAX_OFFSET
 from .operations import KINDS
 from .outcome import MAX_NOTICE_LENGTH, MAX_NOTICES, MAX_SKIPPED
+from .settings import MaintenanceSettings
 from .statements import INDEX_CLEANUP_VALUES, MAX_PARALLEL, MAX_TIMEOUT, VACUUM_MODES
 from .versions import MIN_VERSION, TABLE_STATS_COLUMNS, major
 
 TAG = "maintenance"
+FINISHED_VISIBLE = MaintenanceSettings.finished_visible  # the default
 OP_ID = core.TASK_ID
 DATETIME = {
     "type": "string",
@@ -446,8 +448,8 @@ SCHEMAS: dict[str, Any] = {
                     "enum": list(STATUSES),
                     "description": "todo, queued or doing while pending; done, failed, "
                     "canceled or aborted for an operation finished in the last "
-                    "[maintenance] finished_visible seconds (default 12), listed so "
-                    "that polling clients see it end",
+                    f"[maintenance] finished_visible seconds (default {FINISHED_VISIBLE}), "
+                    "listed so that polling clients see it end",
                 },
             }
         ),
