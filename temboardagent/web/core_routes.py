@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import copy
 import math
 import os
 from typing import TYPE_CHECKING, Any
 
-from .. import openapi, role
+from .. import role
 from ..errors import TooManyRequests, Unauthorized, malformed
 from ..plugins import Request
 
@@ -68,7 +69,7 @@ def register(agent: Agent) -> None:
         }
 
     def openapi_json(request: Request) -> dict:
-        return openapi.document()
+        return copy.deepcopy(agent.openapi_document)
 
     web.add_route("POST", "/login", login, public=True)
     web.add_route("GET", "/logout", logout)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from .. import Plugin
 from . import operation_routes, routes
+from .openapi import fragment
 from .runner import register_workers
 from .settings import MaintenanceSettings
 
@@ -18,3 +19,7 @@ class MaintenancePlugin(Plugin):
         runner = register_workers(self.context, settings)
         routes.register(self.context, settings)
         operation_routes.register(self.context, settings, runner.relations)
+
+    def openapi(self) -> dict:
+        """The routes registered by :meth:`load` and their schemas."""
+        return fragment()
