@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import inspect
+
 import pytest
 
 from temboardagent.agent import Agent, AgentPluginContext
 from temboardagent.config import load_config
 from temboardagent.embedded import make_self_signed_cert
+from temboardagent.plugins import PluginTasks
 from temboardagent.tasks import TaskFacade, TaskManager
 
 
@@ -50,6 +53,21 @@ def test_facade_has_only_schedule_get_list_cancel(manager):
     assert facade.list(workers=["w"]) == [task]
     assert facade.cancel(task.id).id == task.id
     assert facade.get(task.id).status == "canceled"
+
+
+@pytest.mark.parametrize("method", ["schedule", "get", "list", "cancel"])
+def test_protocol_matches_the_task_manager(method):
+    def shape(func):
+        return [
+            (p.name, p.kind, p.default, p.annotation)
+            for p in inspect.signature(func).parameters.values()
+        ]
+
+    expected = shape(getattr(TaskManager, method))
+    assert shape(getattr(PluginTasks, method)) == expected
+    assert inspect.signature(getattr(PluginTasks, method)).return_annotation == (
+        inspect.signature(getattr(TaskManager, method)).return_annotation
+    )
 
 
 def test_workers_register_before_start_only(manager):
