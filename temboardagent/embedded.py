@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
+from psycopg2.extensions import make_dsn
+
 #: Environment variable choosing the PostgreSQL of throwaway clusters (tests, benchmarks,
 #: demo): a major version (``13``) or a bindir. Unset: the distribution's (``pg_config``).
 VERSION_ENV = "TEMBOARD_TEST_PG"
@@ -180,8 +182,9 @@ class EmbeddedCluster:
             lines = (self.datadir / "postgresql.auto.conf").read_text().splitlines()
         except OSError:
             return 0
-        ports = [ln.split("=", 1)[1].strip() for ln in lines if ln.startswith("port ")]
-        return int(ports[-1]) if ports else 0
+        # set_port writes `port = 5433`; ALTER SYSTEM writes `port = '5433'`.
+        ports = [ln.split("=", 1)[1].strip().strip("'") for ln in lines if ln.startswith("port ")]
+        return int(ports[-1]) if ports and ports[-1].isdigit() else 0
 
     def set_port(self, port: int) -> None:
         conf = self.datadir / "postgresql.auto.conf"
@@ -207,7 +210,8 @@ class EmbeddedCluster:
         shutil.rmtree(self.basedir, ignore_errors=True)
 
     def dsn(self, dbname: str = "postgres") -> str:
-        return f"host={self.socket_dir} port={self.port} user={self.user} dbname={dbname}"
+        """A libpq connection string; every value quoted, so any database name works."""
+        return make_dsn(host=str(self.socket_dir), port=self.port, user=self.user, dbname=dbname)
 
 
 def make_self_signed_cert(cert: Path, key: Path, hostname: str = "localhost") -> None:

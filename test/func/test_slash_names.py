@@ -10,7 +10,7 @@ import pytest
 
 from devsupport.sql import run_sql
 
-DB = "slash/db%+"  # no space or quote: the test helpers' DSN does not quote
+DB = "slash/db%+ \"q'"
 SCHEMA = "s/1 %2F +\"q'"
 TABLE = "t/a%25b+c d\"'"
 INDEX = "i/x %41+y\"'"
