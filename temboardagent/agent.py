@@ -9,7 +9,7 @@ from contextlib import AbstractContextManager
 from datetime import timedelta
 from typing import Any, Callable, Iterable, Mapping
 
-from . import __version__
+from . import __version__, openapi
 from .auth.gate import Gate
 from .auth.sessions import SessionStore
 from .auth.throttle import LoginThrottle
@@ -46,10 +46,16 @@ class AgentPluginContext:
             )
 
     def add_route(
-        self, method: str, path: str, handler: RouteHandler, *, key_ok: bool = False
+        self,
+        method: str,
+        path: str,
+        handler: RouteHandler,
+        *,
+        key_ok: bool = False,
+        patterns: Mapping[str, str] | None = None,
     ) -> None:
         self._loading(f"route {method} {path}")
-        self._agent.web.add_route(method, path, handler, key_ok=key_ok)
+        self._agent.web.add_route(method, path, handler, key_ok=key_ok, patterns=patterns)
 
     def add_worker(
         self,
@@ -97,6 +103,10 @@ class Agent:
         core_routes.register(self)
         self.plugins: dict[str, Plugin] = load_plugins(
             tb.plugins, lambda name: AgentPluginContext(self, name)
+        )
+        #: served (a copy per request) at /openapi.json: the core's routes and the plugins'
+        self.openapi_document = openapi.document(
+            {name: plugin.openapi() for name, plugin in self.plugins.items()}
         )
         self.server = make_server(
             self.web,

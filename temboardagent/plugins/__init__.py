@@ -101,13 +101,26 @@ class PluginContext(Protocol):
     tasks: PluginTasks
 
     def add_route(
-        self, method: str, path: str, handler: RouteHandler, *, key_ok: bool = False
+        self,
+        method: str,
+        path: str,
+        handler: RouteHandler,
+        *,
+        key_ok: bool = False,
+        patterns: Mapping[str, str] | None = None,
     ) -> None:
-        """Register ``handler`` for ``method`` and a bottle-style ``path``.
+        """Register ``handler`` for ``method`` and ``path``, written as in OpenAPI.
+
+        ``/maintenance/{dbname}/schema/{schema}`` calls ``handler(request,
+        dbname=..., schema=...)``, each parameter one percent-decoded path
+        segment. ``patterns`` gives a parameter a regular expression the whole
+        segment must match, else the path is not this route (it may be
+        another's). Dynamic routes are tried in registration order.
 
         Every route needs a valid session; ``key_ok`` routes (read-only GETs) also
-        accept the shared key (``?key=`` or ``X-TemBoard-Agent-Key``). Only in
-        :meth:`Plugin.load`: raises RuntimeError once the agent has started.
+        accept the shared key (``?key=`` or ``X-TemBoard-Agent-Key``). Each
+        route is documented in the plugin's :meth:`Plugin.openapi` fragment.
+        Only in :meth:`Plugin.load`: raises RuntimeError once the agent has started.
         """
 
     def add_worker(
@@ -160,6 +173,17 @@ class Plugin:
 
     def load(self) -> None:  # pragma: no cover - overridden
         """Register routes and workers."""
+
+    def openapi(self) -> dict:
+        """The plugin's part of the OpenAPI document served at ``/openapi.json``.
+
+        Called once, after :meth:`load`: a partial document with only
+        ``paths`` and ``components.schemas``, built with the helpers of
+        :mod:`temboardagent.openapi` (:func:`~temboardagent.openapi.fragment`).
+        A path, method or schema name the core or another plugin already
+        documents fails the agent's start. The default documents nothing.
+        """
+        return {}
 
     def unload(self) -> None:
         """Release resources at agent stop."""

@@ -5,9 +5,10 @@ from __future__ import annotations
 import json
 import logging
 import platform
+import re
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator, Mapping
 
 import bottle
 import psycopg2
@@ -35,12 +36,33 @@ COMMON_HEADERS = [
 JSON_TYPE = ("Content-Type", "application/json")
 DRAIN_LIMIT = 16 * 1024 * 1024  # larger refused bodies close the connection instead
 STATUS_LINES = {code: f"{code} {bottle.HTTP_CODES.get(code, 'Error')}" for code in range(100, 600)}
+_PARAM = re.compile(r"\{(\w+)\}")
+
+
+def bottle_path(path: str, patterns: Mapping[str, str] | None = None) -> str:
+    """``/a/{b}`` (OpenAPI's form) as bottle's rule ``/a/<b>``.
+
+    A parameter named in ``patterns`` becomes ``<b:re:PATTERN>``: the whole
+    segment must match it.
+    """
+    patterns = patterns or {}
+    names = _PARAM.findall(path)
+    if any(char in _PARAM.sub("", path) for char in "<>{}:"):
+        raise ValueError(f"route path parameters must be written {{name}}: {path}")
+    if len(set(names)) != len(names):
+        raise ValueError(f"route path names a parameter twice: {path}")
+
+    def rule(match: re.Match) -> str:
+        name = match.group(1)
+        return f"<{name}:re:{patterns[name]}>" if name in patterns else f"<{name}>"
+
+    return _PARAM.sub(rule, path)
 
 
 @dataclass(frozen=True)
 class RouteInfo:
     method: str
-    path: str
+    path: str  # as registered: /maintenance/{dbname}
     key_ok: bool
     public: bool
 
@@ -71,13 +93,18 @@ class WebApp:
         *,
         key_ok: bool = False,
         public: bool = False,
+        patterns: Mapping[str, str] | None = None,
     ) -> None:
-        """Register ``handler``; ``public`` routes need no credentials at all."""
+        """Register ``handler``; ``public`` routes need no credentials at all.
+
+        ``path`` and ``patterns`` as in :meth:`temboardagent.plugins.PluginContext.add_route`.
+        """
         method = method.upper()
         if method not in ("GET", "POST", "DELETE"):
             raise ValueError(f"unsupported method {method}")
+        rule = bottle_path(path, patterns)
         self.routes.append(RouteInfo(method, path, key_ok, public))
-        self.bottle.route(path, method, self._wrap(handler, key_ok, public))
+        self.bottle.route(rule, method, self._wrap(handler, key_ok, public))
 
     def _wrap(self, handler: RouteHandler, key_ok: bool, public: bool) -> Callable:
         def callback(**params: str) -> Any:

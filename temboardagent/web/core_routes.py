@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import copy
 import math
 import os
 from typing import TYPE_CHECKING, Any, Mapping, Protocol
 
-from .. import openapi, role
+from .. import role
 from ..errors import TooManyRequests, Unauthorized, malformed
 from ..plugins import Request
 
@@ -33,6 +34,8 @@ class CoreServices(Protocol):
     postgres: Postgres
     #: loaded plugins by name (filled after the core routes are registered)
     plugins: Mapping[str, Plugin]
+    #: the document served at /openapi.json (built after the plugins loaded)
+    openapi_document: dict
 
 
 def _credential(body: Any, name: str) -> str:
@@ -88,7 +91,7 @@ def register(agent: CoreServices) -> None:
         }
 
     def openapi_json(request: Request) -> dict:
-        return openapi.document()
+        return copy.deepcopy(agent.openapi_document)
 
     web.add_route("POST", "/login", login, public=True)
     web.add_route("GET", "/logout", logout)

@@ -61,21 +61,29 @@ def finishes(call: Callable[[], T], timeout: float = HANG, message: str = "call"
     return outcome["value"]
 
 
-def route_table(tmp_path: Path) -> list[RouteInfo]:
-    """The routes an agent with the maintenance plugin registers (built, not served)."""
+@contextmanager
+def built_agent(tmp_path: Path, plugins: str = '["maintenance"]') -> Iterator[Agent]:
+    """An agent built (plugins loaded, routes registered), not served."""
     make_self_signed_cert(tmp_path / "c.pem", tmp_path / "k.pem")
     (tmp_path / "users").write_text("")
     conf = tmp_path / "a.conf"
     conf.write_text(
         "[temboard]\nusers = users\nssl_cert_file = c.pem\nssl_key_file = k.pem\n"
-        'home = home\nplugins = ["maintenance"]\nport = 1\n'
+        f"home = home\nplugins = {plugins}\nport = 1\n"
     )
     agent = Agent(load_config(conf, environ={}))
     try:
-        return list(agent.web.routes)
+        yield agent
     finally:
         agent.tasks.close()
         agent.sessions.close()
+        agent.home_lock.release()
+
+
+def route_table(tmp_path: Path) -> list[RouteInfo]:
+    """The routes an agent with the maintenance plugin registers (built, not served)."""
+    with built_agent(tmp_path) as agent:
+        return list(agent.web.routes)
 
 
 def drop_database(pg: EmbeddedCluster, name: str) -> None:

@@ -26,6 +26,8 @@ from devsupport.agentproc import AgentProcess
 from devsupport.sql import run_sql
 from temboardagent import openapi
 from temboardagent.embedded import EmbeddedCluster, throwaway_cluster
+from temboardagent.plugins.maintenance import openapi as maintenance_openapi
+from temboardagent.plugins.maintenance.operations import KINDS
 
 from .helpers import HANG, wait_for
 
@@ -33,7 +35,7 @@ from .helpers import HANG, wait_for
 NO_POSTGRES = {
     "/profile",
     "/openapi.json",
-    *(f"/maintenance/{kind}/{suffix}" for kind in openapi.KINDS
+    *(f"/maintenance/{kind}/{suffix}" for kind in KINDS
       for suffix in ("scheduled", "history", "{operation}")),
 }  # fmt: skip
 
@@ -95,7 +97,7 @@ def test_postgres_stopped_then_back(fpg, make_agent):
     agent.start()
     agent.login()
     ops = {}
-    for kind in openapi.KINDS:
+    for kind in KINDS:
         resp = agent.post(
             f"/maintenance/postgres/{kind}", json={"datetime": "2100-01-01T00:00:00Z"}
         )
@@ -103,12 +105,12 @@ def test_postgres_stopped_then_back(fpg, make_agent):
         ops[kind] = resp.json()["id"]
     values = {"dbname": "postgres", "schema": "public", "table": "f1", "index": "f1_pkey"}
     gets = [
-        path for method, path, _ in openapi.operations()
+        path for method, path, _ in openapi.operations() + maintenance_openapi.operations()
         if method == "get" and path != "/logout"
     ]  # fmt: skip
 
     def url(path: str) -> str:
-        kind = next((k for k in openapi.KINDS if f"/{k}/" in path), "vacuum")
+        kind = next((k for k in KINDS if f"/{k}/" in path), "vacuum")
         return path.format(operation=ops[kind], **values) if "{" in path else path
 
     for path in gets:  # warm the connection pool first

@@ -6,11 +6,10 @@ import inspect
 
 import pytest
 
-from temboardagent.agent import Agent, AgentPluginContext
-from temboardagent.config import load_config
-from temboardagent.embedded import make_self_signed_cert
+from temboardagent.agent import AgentPluginContext
 from temboardagent.plugins import PluginTasks
 from temboardagent.tasks import TaskFacade, TaskManager
+from test.func.helpers import built_agent
 
 
 def noop(ctx) -> None:
@@ -27,18 +26,8 @@ def manager(tmp_path):
 @pytest.fixture
 def agent(tmp_path):
     """An agent built without plugins, not serving."""
-    make_self_signed_cert(tmp_path / "c.pem", tmp_path / "k.pem")
-    (tmp_path / "users").write_text("")
-    conf = tmp_path / "a.conf"
-    conf.write_text(
-        "[temboard]\nusers = users\nssl_cert_file = c.pem\nssl_key_file = k.pem\n"
-        "home = home\nplugins = []\nport = 1\n"
-    )
-    agent = Agent(load_config(conf, environ={}))
-    yield agent
-    agent.tasks.close()
-    agent.sessions.close()
-    agent.home_lock.release()
+    with built_agent(tmp_path, plugins="[]") as agent:
+        yield agent
 
 
 def test_facade_has_only_schedule_get_list_cancel(manager):

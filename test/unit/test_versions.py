@@ -6,8 +6,7 @@ import re
 
 import pytest
 
-from temboardagent import openapi
-from temboardagent.plugins.maintenance import catalog, versions
+from temboardagent.plugins.maintenance import catalog, openapi, versions
 
 # pg_size_pretty(bigint) as printed by PostgreSQL 14 and 15 (run side by side)
 PRETTY_14_15 = {
@@ -32,7 +31,7 @@ def test_size_pretty_units_follow_the_server(value, expected):
 def test_table_stats_columns_unique_and_documented():
     names = [c.name for c in versions.TABLE_STATS_COLUMNS]
     assert len(names) == len(set(names))
-    table = openapi.document()["components"]["schemas"]["Table"]
+    table = openapi.SCHEMAS["Table"]
     for column in versions.TABLE_STATS_COLUMNS:
         schema = table["properties"][column.name]
         assert column.name in table["required"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from .. import Plugin
 from . import operation_routes, operations, routes
+from .openapi import fragment
 from .settings import MaintenanceSettings
 
 
@@ -17,3 +18,7 @@ class MaintenancePlugin(Plugin):
         runner = operations.register_workers(self.context, settings)
         routes.register(self.context, settings)
         operation_routes.register(self.context, settings, runner.relations)
+
+    def openapi(self) -> dict:
+        """The routes registered by :meth:`load` and their schemas."""
+        return fragment()

@@ -35,13 +35,14 @@ Choices the spec leaves open:
 from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
-from typing import Any, Callable
+from functools import partial
+from typing import Any
 
 from ...errors import Conflict, NotFound, malformed
 from ...jsonstream import JSONArray
 from ...tasks import PENDING, STATUSES, TaskExists, TaskFinished, TaskNotFound
 from .. import PluginContext, Request
-from . import privileges, progress, targets
+from . import paths, privileges, progress, targets
 from .operations import (
     KINDS,
     check_supported,
@@ -63,12 +64,6 @@ from .statements import needs_server_check, quote_ident
 HISTORY_LIMIT = 100
 HISTORY_MAX_LIMIT = 1000
 MAX_OFFSET = 2**63 - 1  # SQLite's integer range
-#: an operation id in a path; other words (history, scheduled) are other routes
-OPERATION = "<operation:re:[0-9a-f]{8}>"
-
-DB = "/maintenance/<dbname>"
-TABLE = DB + "/schema/<schema>/table/<table>"
-INDEX = DB + "/schema/<schema>/index/<index>"
 
 
 class OperationRoutes:
@@ -158,6 +153,7 @@ class OperationRoutes:
     def scheduled(
         self,
         kind: str,
+        request: Request,
         dbname: str | None = None,
         schema: str | None = None,
         table: str | None = None,
@@ -228,7 +224,7 @@ class OperationRoutes:
             raise NotFound(f"Operation '{operation}' not found.")
         return task
 
-    def one(self, kind: str, operation: str) -> dict[str, Any]:
+    def one(self, kind: str, request: Request, operation: str) -> dict[str, Any]:
         """One operation, history fields."""
         task = self._get(kind, operation)
         return self._with_progress([task], [history_item(task)])[0]
@@ -242,9 +238,17 @@ class OperationRoutes:
         )
         return progress.activity(self._read_connection, running)
 
+    def reindex_table_list(
+        self, request: Request, dbname: str, schema: str, table: str, **_: str
+    ) -> Any:
+        """A table's REINDEX list is the schema's (spec: "does not filter on table"),
+        under the spec's path and the one the UI builds."""
+        targets.check_table(self.ctx, self.settings, dbname, schema, table)
+        return self.pending("reindex", dbname, schema)
+
     # DELETE
 
-    def cancel(self, kind: str, operation: str) -> dict[str, str]:
+    def cancel(self, kind: str, request: Request, operation: str) -> dict[str, str]:
         """Cancel a pending or running operation; 409 once it is finished."""
         self._get(kind, operation)
         try:
@@ -268,13 +272,6 @@ def _int_param(query: Any, name: str, default: int, minimum: int, maximum: int |
     return value
 
 
-def _bind(func: Callable[..., Any], kind: str, with_request: bool = False) -> Callable:
-    """A route handler ``(request, **params)`` calling ``func(kind, ...)``."""
-    if with_request:
-        return lambda request, **params: func(kind, request, **params)
-    return lambda request, **params: func(kind, **params)
-
-
 def register(
     ctx: PluginContext,
     settings: MaintenanceSettings,
@@ -285,40 +282,33 @@ def register(
     ``relations(task_id)`` gives the relations a running database-wide
     operation has done, out of how many (the runner's own count).
     """
-    routes = OperationRoutes(ctx, settings, relations)
-    add = ctx.add_route
-    # Static paths first.
-    add("GET", "/maintenance/activity", routes.activity, key_ok=True)
+    handlers = OperationRoutes(ctx, settings, relations)
+    db, schema, table, index = paths.DATABASE, paths.SCHEMA, paths.TABLE, paths.INDEX
+    # (method, path, handler, key_ok); dynamic paths are matched in this order
+    routes: list[tuple[str, str, Any, bool]] = [("GET", paths.ACTIVITY, handlers.activity, True)]
     for kind in KINDS:
-        add("GET", f"/maintenance/{kind}/scheduled", _bind(routes.scheduled, kind), key_ok=True)
-        add("GET", f"/maintenance/{kind}/history", _bind(routes.history, kind, True), key_ok=True)
+        routes += [
+            ("GET", paths.scheduled(paths.BASE, kind), partial(handlers.scheduled, kind), True),
+            ("GET", paths.history(kind), partial(handlers.history, kind), True),
+        ]
     for kind in KINDS:
-        add("GET", f"/maintenance/{kind}/{OPERATION}", _bind(routes.one, kind), key_ok=True)
-        add("DELETE", f"/maintenance/{kind}/{OPERATION}", _bind(routes.cancel, kind))
-
-        schedule = _bind(routes.schedule, kind, True)
-        scheduled = _bind(routes.scheduled, kind)
-        add("POST", f"{DB}/{kind}", schedule)
-        add("POST", f"{TABLE}/{kind}", schedule)
-        add("GET", f"{DB}/{kind}/scheduled", scheduled, key_ok=True)
+        schedule = partial(handlers.schedule, kind)
+        scheduled = partial(handlers.scheduled, kind)
+        routes += [
+            ("GET", paths.operation(kind), partial(handlers.one, kind), True),
+            ("DELETE", paths.operation(kind), partial(handlers.cancel, kind), False),
+            ("POST", paths.action(db, kind), schedule, False),
+            ("POST", paths.action(table, kind), schedule, False),
+            ("GET", paths.scheduled(db, kind), scheduled, True),
+        ]
         if kind != "reindex":
-            add("GET", f"{TABLE}/{kind}/scheduled", scheduled, key_ok=True)
-
-    reindex = _bind(routes.schedule, "reindex", True)
-    add("POST", f"{INDEX}/reindex", reindex)
-    schema_list = _bind(routes.scheduled, "reindex")
-    add("GET", DB + "/schema/<schema>/reindex/scheduled", schema_list, key_ok=True)
-
-    # Table-level reindex lists are the schema's list (spec: "does not filter on
-    # table"), under the spec's path and the one the UI builds.
-    def table_alias(request: Request, dbname: str, schema: str, table: str, **_: str) -> Any:
-        targets.check_table(ctx, settings, dbname, schema, table)
-        return routes.pending("reindex", dbname, schema)
-
-    add("GET", f"{TABLE}/reindex/scheduled", table_alias, key_ok=True)
-    add(
-        "GET",
-        DB + "/schema/<schema>/<index>/table/<table>/reindex/scheduled",
-        table_alias,
-        key_ok=True,
-    )
+            routes.append(("GET", paths.scheduled(table, kind), scheduled, True))
+    reindex_list = partial(handlers.scheduled, "reindex")
+    routes += [
+        ("POST", paths.action(index, "reindex"), partial(handlers.schedule, "reindex"), False),
+        ("GET", paths.scheduled(schema, "reindex"), reindex_list, True),
+        ("GET", paths.scheduled(table, "reindex"), handlers.reindex_table_list, True),
+        ("GET", paths.REINDEX_TABLE_ALIAS, handlers.reindex_table_list, True),
+    ]
+    for method, path, handler, key_ok in routes:
+        ctx.add_route(method, path, handler, key_ok=key_ok, patterns=paths.PATTERNS)

@@ -22,27 +22,31 @@ from ...errors import NotFound, malformed
 from ...jsonstream import JSONObject
 from ...tasks import PENDING
 from .. import PluginContext, Request
-from . import advice, catalog, exact
+from . import advice, catalog, exact, paths
 from .limits import HeavyPages, read_connection
 from .operations import KINDS, worker_name
 from .settings import MaintenanceSettings
 
 
-def register(ctx: PluginContext, settings: MaintenanceSettings) -> None:
-    """Register GET /maintenance, /maintenance/<db>, .../schema/<s>, .../table/<t>."""
-    heavy = HeavyPages(settings.heavy_pages)
+class ReadRoutes:
+    """Handlers bound to the plugin context and settings."""
 
-    def connect(dbname: str | None = None, pooled: bool = True) -> Any:
-        return read_connection(ctx, settings, dbname, pooled)
+    def __init__(self, ctx: PluginContext, settings: MaintenanceSettings) -> None:
+        self.ctx = ctx
+        self.settings = settings
+        self.heavy = HeavyPages(settings.heavy_pages)
+
+    def connect(self, dbname: str | None = None, pooled: bool = True) -> Any:
+        return read_connection(self.ctx, self.settings, dbname, pooled)
 
     @contextmanager
-    def database(dbname: str) -> Iterator[Any]:
+    def database(self, dbname: str) -> Iterator[Any]:
         """A connection to ``dbname``, not kept in the pool for a template."""
-        with connect() as conn:
+        with self.connect() as conn:
             template = catalog.is_template(conn, dbname)
         opened = False
         try:
-            with connect(dbname, pooled=not template) as conn:
+            with self.connect(dbname, pooled=not template) as conn:
                 opened = True
                 yield conn
         except NotFound:
@@ -50,57 +54,66 @@ def register(ctx: PluginContext, settings: MaintenanceSettings) -> None:
                 raise
             raise NotFound(f"Database '{dbname}' not found.") from None
 
-    def get_instance(request: Request) -> dict:
-        with heavy.slot("GET /maintenance"):
-            default = ctx.agent_config.postgresql.dbname
-            return catalog.instance(connect, settings.parallel_databases, default)
+    def get_instance(self, request: Request) -> dict:
+        with self.heavy.slot("GET /maintenance"):
+            default = self.ctx.agent_config.postgresql.dbname
+            return catalog.instance(self.connect, self.settings.parallel_databases, default)
 
-    def get_database(request: Request, dbname: str) -> JSONObject:
+    def get_database(self, request: Request, dbname: str) -> JSONObject:
         def members() -> Iterator[tuple[str, Any]]:
-            with heavy.slot("GET /maintenance/<db>") as computed, database(dbname) as conn:
-                yield from catalog.database_page(conn, computed)
+            with self.heavy.slot("GET /maintenance/<db>") as computed:
+                with self.database(dbname) as conn:
+                    yield from catalog.database_page(conn, computed)
 
         return JSONObject(members())
 
-    def get_schema(request: Request, dbname: str, schema: str) -> JSONObject:
+    def get_schema(self, request: Request, dbname: str, schema: str) -> JSONObject:
         def members() -> Iterator[tuple[str, Any]]:
-            with heavy.slot("GET /maintenance/<db>/schema/<s>") as computed:
-                with database(dbname) as conn:
+            with self.heavy.slot("GET /maintenance/<db>/schema/<s>") as computed:
+                with self.database(dbname) as conn:
                     yield from catalog.schema_page(conn, schema, computed)
 
         return JSONObject(members())
 
-    def get_table(request: Request, dbname: str, schema: str, table: str) -> dict:
+    def get_table(self, request: Request, dbname: str, schema: str, table: str) -> dict:
         mode = request.query.get("bloat", "estimate")
         if mode not in ("estimate", "exact"):
             raise malformed("bloat")
-        with database(dbname) as conn:
+        with self.database(dbname) as conn:
             result = catalog.table(conn, schema, table)
             if mode == "exact":
                 exact.measure(conn, dbname, int(result["relid"]), result)
             return result
 
-    def pending_tasks() -> list:
-        return ctx.tasks.list(workers=[worker_name(kind) for kind in KINDS], statuses=PENDING)
+    def pending_tasks(self) -> list:
+        return self.ctx.tasks.list(workers=[worker_name(kind) for kind in KINDS], statuses=PENDING)
 
-    def get_instance_advice(request: Request) -> dict:
-        with heavy.slot("GET /maintenance/advice"):
-            items, failed = advice.instance_advice(connect, settings)
-        result = advice.reply(items, pending_tasks())
+    def get_instance_advice(self, request: Request) -> dict:
+        with self.heavy.slot("GET /maintenance/advice"):
+            items, failed = advice.instance_advice(self.connect, self.settings)
+        result = advice.reply(items, self.pending_tasks())
         result["unreachable"] = failed
         return result
 
-    def get_database_advice(request: Request, dbname: str) -> dict:
-        with heavy.slot("GET /maintenance/<db>/advice"), database(dbname) as conn:
-            items = advice.database_advice(conn, dbname, settings)
-        result = advice.reply(items, pending_tasks())
+    def get_database_advice(self, request: Request, dbname: str) -> dict:
+        with self.heavy.slot("GET /maintenance/<db>/advice"), self.database(dbname) as conn:
+            items = advice.database_advice(conn, dbname, self.settings)
+        result = advice.reply(items, self.pending_tasks())
         result["unreachable"] = []
         return result
 
-    base = "/maintenance"
-    ctx.add_route("GET", f"{base}/advice", get_instance_advice, key_ok=True)
-    ctx.add_route("GET", f"{base}/<dbname>/advice", get_database_advice, key_ok=True)
-    ctx.add_route("GET", base, get_instance, key_ok=True)
-    ctx.add_route("GET", f"{base}/<dbname>", get_database, key_ok=True)
-    ctx.add_route("GET", f"{base}/<dbname>/schema/<schema>", get_schema, key_ok=True)
-    ctx.add_route("GET", f"{base}/<dbname>/schema/<schema>/table/<table>", get_table, key_ok=True)
+
+def register(ctx: PluginContext, settings: MaintenanceSettings) -> None:
+    """Register GET /maintenance, /maintenance/{dbname}, .../schema/{schema}, .../table/{table}."""
+    handlers = ReadRoutes(ctx, settings)
+    # (method, path, handler, key_ok); dynamic paths are matched in this order
+    routes = [
+        ("GET", paths.ADVICE, handlers.get_instance_advice, True),
+        ("GET", paths.DATABASE_ADVICE, handlers.get_database_advice, True),
+        ("GET", paths.BASE, handlers.get_instance, True),
+        ("GET", paths.DATABASE, handlers.get_database, True),
+        ("GET", paths.SCHEMA, handlers.get_schema, True),
+        ("GET", paths.TABLE, handlers.get_table, True),
+    ]
+    for method, path, handler, key_ok in routes:
+        ctx.add_route(method, path, handler, key_ok=key_ok, patterns=paths.PATTERNS)
