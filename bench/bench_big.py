@@ -32,10 +32,10 @@ import psycopg2
 import urllib3
 
 from bench.common import rss_kib
+from devsupport.agentproc import AgentProcess
 from temboardagent.embedded import EmbeddedCluster
 from temboardagent.plugins.maintenance import catalog
 from temboardagent.plugins.maintenance.sql import load_sql
-from test.func.agentproc import AgentProcess
 
 urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
 

@@ -9,7 +9,7 @@
 
 Usage: .venv/bin/python -m bench.bench_core [--seconds 5] [--trickle 8,40]
 Uses wrk when installed (apt-get install wrk), else a Python keep-alive client.
-Task start delays: .venv/bin/python bench/task_start_delay.py
+Task start delays: .venv/bin/python -m bench.task_start_delay
 """
 
 from __future__ import annotations

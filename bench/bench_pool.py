@@ -19,9 +19,9 @@ import tempfile
 import time
 from pathlib import Path
 
+from devsupport.agentproc import AgentProcess
+from devsupport.sql import run_sql
 from temboardagent.embedded import throwaway_cluster
-from test.func.agentproc import AgentProcess
-from test.func.helpers import run_sql
 
 
 def _agent(home: Path, pg, options: str) -> AgentProcess:

@@ -15,8 +15,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
+from devsupport.agentproc import AgentProcess
 from temboardagent.embedded import free_port, make_self_signed_cert, throwaway_cluster
-from test.func.agentproc import AgentProcess
 
 
 @contextmanager

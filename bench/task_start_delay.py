@@ -7,22 +7,21 @@ median and max delay of each group, plus the cost of schedule() itself
 wake-ups for the same requested times (the floor of any scheduler in this
 process), and the same insert+commit through sqlite3 on a WAL file with
 synchronous=FULL. Figures only, no asserts.
+
+Usage: .venv/bin/python -m bench.task_start_delay
 """
 
 from __future__ import annotations
 
 import sqlite3
 import statistics
-import sys
 import tempfile
 import threading
 import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from temboardagent.tasks import TaskContext, TaskManager  # noqa: E402
+from temboardagent.tasks import TaskContext, TaskManager
 
 UTC = timezone.utc  # datetime.UTC needs Python 3.11
 COUNT = 10

@@ -2,7 +2,7 @@
 # Install what the agent and its tests need on a fresh Debian machine:
 # PostgreSQL 15 server binaries, openssl, and a virtualenv in .venv with the project;
 # for the end-to-end tests (test/e2e): Chromium and its driver, and the temboard UI 7.11
-# in its own virtualenv (cached outside the work tree, see test/e2e/harness.py).
+# in its own virtualenv (cached outside the work tree, see devsupport/ui_harness.py).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -50,7 +50,7 @@ fi
 import os
 import sys
 
-from test.e2e.harness import MissingPrerequisite, ensure_ui_venv, ui_venv_dir
+from devsupport.ui_harness import MissingPrerequisite, ensure_ui_venv, ui_venv_dir
 
 try:
     ensure_ui_venv(ui_venv_dir())

@@ -1,12 +1,13 @@
-#!/usr/bin/env python3
 """The real temboard UI 7.11 in front of this agent, by hand (see dev/ui-e2e.md).
 
-    .venv/bin/python dev/ui_e2e.py                      # the e2e tests (pytest test/e2e)
-    .venv/bin/python dev/ui_e2e.py --screenshots DIR    # PNGs of the maintenance pages
-    .venv/bin/python dev/ui_e2e.py --hold               # keep it running, print URL + logins
+From the repository's root:
 
-Built on ``test/e2e/harness.py``: PostgreSQL with the fixture database, the agent, the
-UI; the agent is registered and logged in through the UI in headless Chromium.
+    .venv/bin/python -m dev.ui_e2e                      # the e2e tests (pytest test/e2e)
+    .venv/bin/python -m dev.ui_e2e --screenshots DIR    # PNGs of the maintenance pages
+    .venv/bin/python -m dev.ui_e2e --hold               # keep it running, print URL + logins
+
+Built on ``devsupport/ui_harness.py``: PostgreSQL with the fixture database, the agent,
+the UI; the agent is registered and logged in through the UI in headless Chromium.
 """
 
 from __future__ import annotations
@@ -19,31 +20,30 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))  # the harness lives with the tests (test/e2e)
+from devsupport import ui_harness
 
-from test.e2e import harness  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 PAGES = (  # name, (database, schema, table)
     ("1-instance", ()),
-    ("2-database", (harness.DB,)),
-    ("3-schema", (harness.DB, harness.SCHEMA)),
-    ("4-table", (harness.DB, harness.SCHEMA, "orders")),
+    ("2-database", (ui_harness.DB,)),
+    ("3-schema", (ui_harness.DB, ui_harness.SCHEMA)),
+    ("4-table", (ui_harness.DB, ui_harness.SCHEMA, "orders")),
 )
 
 
-def log_in_through_the_ui(stack: harness.Stack, browser: harness.Browser) -> None:
-    harness.ui_login(browser, stack)
-    harness.register_agent(browser, stack)
+def log_in_through_the_ui(stack: ui_harness.Stack, browser: ui_harness.Browser) -> None:
+    ui_harness.ui_login(browser, stack)
+    ui_harness.register_agent(browser, stack)
     browser.wait(
         lambda: f"127.0.0.1:{stack.agent.port}" in browser.text("#tableInstances"),
         what="the agent registered",
     )
-    harness.agent_login(browser, stack, stack.agent.password, then=stack.page())
+    ui_harness.agent_login(browser, stack, stack.agent.password, then=stack.page())
     browser.wait(lambda: browser.driver.current_url.endswith("/maintenance"), what="login")
 
 
-def screenshots(stack: harness.Stack, browser: harness.Browser) -> None:
+def screenshots(stack: ui_harness.Stack, browser: ui_harness.Browser) -> None:
     for name, where in PAGES:
         browser.get(stack.page(*where))
         browser.wait_loaded()
@@ -52,9 +52,9 @@ def screenshots(stack: harness.Stack, browser: harness.Browser) -> None:
         print(f"{path}" + (f"  (page errors: {problems})" if problems else ""), flush=True)
 
 
-def hold(stack: harness.Stack) -> None:
+def hold(stack: ui_harness.Stack) -> None:
     print(
-        f"temboard UI  {stack.ui.url}  (UI login {'/'.join(harness.UI_ADMIN)})\n"
+        f"temboard UI  {stack.ui.url}  (UI login {'/'.join(ui_harness.UI_ADMIN)})\n"
         f"maintenance  {stack.page()}  (agent login {stack.agent.username} / "
         f"{stack.agent.password})\n"
         f"agent        {stack.agent.url}  (key {stack.agent.key})\n"
@@ -73,7 +73,7 @@ def main() -> int:
     parser.add_argument("--screenshots", type=Path, metavar="DIR", help="save page PNGs there")
     parser.add_argument("--workdir", type=Path, help="clusters, configs and logs (kept)")
     parser.add_argument(
-        "--ui-venv", type=Path, default=harness.ui_venv_dir(), help="default %(default)s"
+        "--ui-venv", type=Path, default=ui_harness.ui_venv_dir(), help="default %(default)s"
     )
     args, pytest_args = parser.parse_known_args()
     if not args.hold and not args.screenshots:
@@ -87,8 +87,8 @@ def main() -> int:
     shots = args.screenshots or Path(tempfile.mkdtemp(prefix="tb-ui-shots-"))
     profile = Path(tempfile.mkdtemp(prefix="tb-e2e-chromium-"))
     try:
-        with harness.running_stack(args.workdir, args.ui_venv) as stack:
-            browser = harness.Browser(profile / "profile", shots)
+        with ui_harness.running_stack(args.workdir, args.ui_venv) as stack:
+            browser = ui_harness.Browser(profile / "profile", shots)
             try:
                 log_in_through_the_ui(stack, browser)
                 if args.screenshots:
@@ -99,7 +99,7 @@ def main() -> int:
                 hold(stack)
     except KeyboardInterrupt:
         print("stopped", flush=True)
-    except harness.MissingPrerequisite as exc:
+    except ui_harness.MissingPrerequisite as exc:
         print(f"missing: {exc} (see dev/setup.sh)", file=sys.stderr)
         return 2
     return 0

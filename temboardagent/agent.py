@@ -18,9 +18,9 @@ from .cluster import system_identifier
 from .config import AgentConfig, load_config
 from .homelock import lock_home
 from .log import setup_logging
-from .plugins import ConflictKey, Plugin, RouteHandler, load_plugins
+from .plugins import Plugin, RouteHandler, load_plugins
 from .postgres import Postgres
-from .tasks import Task, TaskContext, TaskManager
+from .tasks import ConflictKey, Task, TaskContext, TaskFacade, TaskManager
 from .web import core_routes
 from .web.app import WebApp
 from .web.server import make_server
@@ -32,11 +32,18 @@ class AgentPluginContext:
     """What one plugin gets from the agent (see :class:`plugins.PluginContext`)."""
 
     def __init__(self, agent: Agent, name: str) -> None:
-        self.agent = agent
+        self._agent = agent
         self.name = name
         self.config: Mapping[str, str] = agent.config.plugin_section(name)
         self.agent_config = agent.config
-        self.tasks = agent.tasks
+        self.tasks = TaskFacade(agent.tasks)
+
+    def _loading(self, what: str) -> None:
+        """Raise RuntimeError once the agent has started (routes and workers are fixed)."""
+        if self._agent.tasks.started:
+            raise RuntimeError(
+                f"plugin {self.name}: {what} after the agent started; register it in load()"
+            )
 
     def add_route(
         self,
@@ -47,7 +54,8 @@ class AgentPluginContext:
         key_ok: bool = False,
         patterns: Mapping[str, str] | None = None,
     ) -> None:
-        self.agent.web.add_route(method, path, handler, key_ok=key_ok, patterns=patterns)
+        self._loading(f"route {method} {path}")
+        self._agent.web.add_route(method, path, handler, key_ok=key_ok, patterns=patterns)
 
     def add_worker(
         self,
@@ -58,12 +66,13 @@ class AgentPluginContext:
         cancel: Callable[[Task], None] | None = None,
         recover: Callable[[list[Task]], None] | None = None,
     ) -> None:
-        self.agent.tasks.register_worker(
+        self._loading(f"task worker {name}")
+        self._agent.tasks.register_worker(
             name, run, conflict_keys=conflict_keys, cancel=cancel, recover=recover
         )
 
     def connect(self, dbname: str | None = None, **kwargs: Any) -> AbstractContextManager:
-        return self.agent.postgres.connect(dbname, **kwargs)
+        return self._agent.postgres.connect(dbname, **kwargs)
 
 
 class Agent:

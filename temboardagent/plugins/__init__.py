@@ -3,6 +3,10 @@
 A plugin is a class registered in the entry-point group ``temboardagent.plugins``.
 The agent instantiates it with a :class:`PluginContext` and calls :meth:`Plugin.load`;
 everything a plugin may touch of the agent goes through that context.
+
+A plugin registers its routes and task workers in :meth:`Plugin.load`, before the
+agent starts serving and running tasks; :meth:`PluginContext.add_route` and
+:meth:`PluginContext.add_worker` raise RuntimeError once it has started.
 """
 
 from __future__ import annotations
@@ -10,12 +14,15 @@ from __future__ import annotations
 import logging
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
+from datetime import datetime
 from importlib.metadata import entry_points
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, Protocol
 
+from ..tasks import ConflictKey
+
 if TYPE_CHECKING:  # pragma: no cover
     from ..config import AgentConfig
-    from ..tasks import Task, TaskContext, TaskManager
+    from ..tasks import Task, TaskContext
 
 logger = logging.getLogger(__name__)
 
@@ -39,19 +46,59 @@ class Request:
 #: :class:`temboardagent.errors.HTTPError` subclasses for client errors.
 RouteHandler = Callable[..., Any]
 
-#: Conflict keys are tuples; two keys conflict when one is a prefix of the other,
-#: e.g. ``("db",)`` conflicts with ``("db", "public", "t")``.
-ConflictKey = tuple
+
+class PluginTasks(Protocol):
+    """The agent's task list as seen by a plugin (see :class:`temboardagent.tasks.TaskManager`).
+
+    Thread-safe; tasks are persisted before these calls return. Workers are
+    registered with :meth:`PluginContext.add_worker`, never here.
+    """
+
+    def schedule(
+        self,
+        worker: str,
+        target: Mapping[str, Any],
+        options: Mapping[str, Any] | None = None,
+        start: datetime | None = None,
+        *,
+        preferred_id: str | None = None,
+    ) -> Task:
+        """Persist a new ``todo`` task for ``worker`` (``start`` None: now).
+
+        Raises UnknownWorker, TaskExists for a pending duplicate, ValueError.
+        """
+
+    def get(self, task_id: str) -> Task | None:
+        """The task with this id, or None."""
+
+    def list(
+        self,
+        *,
+        workers: Iterable[str] | None = None,
+        statuses: Iterable[str] | None = None,
+        finished_since: datetime | None = None,
+        target: Mapping[str, Any] | None = None,
+        order: str = "start",
+        limit: int | None = None,
+        offset: int = 0,
+    ) -> list[Task]:
+        """Tasks filtered by worker names, statuses and target fields."""
+
+    def cancel(self, task_id: str) -> Task:
+        """Cancel a task (a running one through its worker's ``cancel`` hook).
+
+        Raises TaskNotFound, TaskFinished.
+        """
 
 
 class PluginContext(Protocol):
-    """The agent as seen by a plugin."""
+    """The agent as seen by a plugin, during and after :meth:`Plugin.load`."""
 
     name: str
     #: the plugin's own INI section, raw strings (empty mapping when absent)
     config: Mapping[str, str]
     agent_config: AgentConfig
-    tasks: TaskManager
+    tasks: PluginTasks
 
     def add_route(
         self,
@@ -73,6 +120,7 @@ class PluginContext(Protocol):
         Every route needs a valid session; ``key_ok`` routes (read-only GETs) also
         accept the shared key (``?key=`` or ``X-TemBoard-Agent-Key``). Each
         route is documented in the plugin's :meth:`Plugin.openapi` fragment.
+        Only in :meth:`Plugin.load`: raises RuntimeError once the agent has started.
         """
 
     def add_worker(
@@ -88,7 +136,9 @@ class PluginContext(Protocol):
 
         ``recover`` is called when the agent starts with the worker's tasks left
         ``doing`` by a previous process (crash, kill -9), before they are marked
-        ``aborted``; it must not block (start a thread for slow work).
+        ``aborted``; it must not block (start a thread for slow work). Only in
+        :meth:`Plugin.load`: raises RuntimeError once the agent has started (the
+        recovery at start must know every worker).
         """
 
     def connect(

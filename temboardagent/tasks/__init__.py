@@ -5,7 +5,9 @@ from __future__ import annotations
 from .manager import (
     CRASH_REASON,
     SHUTDOWN_REASON,
+    ConflictKey,
     TaskContext,
+    TaskFacade,
     TaskManager,
     UnknownWorker,
     WorkerSpec,
@@ -25,6 +27,7 @@ from .model import (
 
 __all__ = [
     "CRASH_REASON",
+    "ConflictKey",
     "FINISHED",
     "PENDING",
     "SHUTDOWN_REASON",
@@ -34,6 +37,7 @@ __all__ = [
     "TaskContext",
     "TaskError",
     "TaskExists",
+    "TaskFacade",
     "TaskFinished",
     "TaskManager",
     "TaskNotFound",

@@ -51,6 +51,8 @@ MAX_SLEEP = 60.0  # upper bound of a scheduler sleep (clock jumps, other writers
 CANCEL_WAIT = 1.0  # seconds stop() waits after calling cancel hooks
 FINISH_ATTEMPTS = 3  # tries to record the end of a task
 
+#: Conflict keys are tuples; two keys conflict when one is a prefix of the other,
+#: e.g. ``("db",)`` conflicts with ``("db", "public", "t")``.
 ConflictKey = tuple
 RunFunc = Callable[["TaskContext"], "str | None"]
 ConflictKeysFunc = Callable[[Task], Iterable[ConflictKey]]
@@ -183,7 +185,16 @@ class TaskManager:
         cancel: CancelFunc | None = None,
         recover: RecoverFunc | None = None,
     ) -> None:
-        """Register the callables behind tasks of worker ``name``."""
+        """Register the callables behind tasks of worker ``name``.
+
+        Only before :meth:`start` (its recovery must see every worker): raises
+        RuntimeError afterwards, ValueError for a name already registered.
+        """
+        if self.started:
+            raise RuntimeError(
+                f"task worker {name!r} registered after the task manager started:"
+                " register workers in Plugin.load()"
+            )
         if name in self._workers:
             raise ValueError(f"task worker {name!r} is already registered")
         self._workers = {
@@ -606,3 +617,19 @@ class TaskManager:
             entry.spec.cancel(self.store.get(task_id) or entry.ctx.task)
         except Exception:
             logger.exception("Failed to cancel task %s.", task_id)
+
+
+class TaskFacade:
+    """A :class:`TaskManager`'s schedule, get, list and cancel, and nothing else.
+
+    What plugins get as ``PluginContext.tasks``: they never start or stop the
+    manager, register workers behind the agent's back, or reach the store.
+    """
+
+    __slots__ = ("schedule", "get", "list", "cancel")
+
+    def __init__(self, manager: TaskManager) -> None:
+        self.schedule = manager.schedule
+        self.get = manager.get
+        self.list = manager.list
+        self.cancel = manager.cancel

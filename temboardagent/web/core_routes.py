@@ -5,16 +5,37 @@ from __future__ import annotations
 import copy
 import math
 import os
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Mapping, Protocol
 
 from .. import role
 from ..errors import TooManyRequests, Unauthorized, malformed
 from ..plugins import Request
 
 if TYPE_CHECKING:  # pragma: no cover
-    from ..agent import Agent
+    from ..auth.sessions import SessionStore
+    from ..auth.throttle import LoginThrottle
+    from ..auth.users import UsersFile
+    from ..config import AgentConfig
+    from ..plugins import Plugin
+    from ..postgres import Postgres
+    from .app import WebApp
 
 MAX_CREDENTIAL_LENGTH = 1024
+
+
+class CoreServices(Protocol):
+    """What the core routes use of the agent (:class:`temboardagent.agent.Agent`)."""
+
+    config: AgentConfig
+    web: WebApp
+    users: UsersFile
+    sessions: SessionStore
+    throttle: LoginThrottle
+    postgres: Postgres
+    #: loaded plugins by name (filled after the core routes are registered)
+    plugins: Mapping[str, Plugin]
+    #: the document served at /openapi.json (built after the plugins loaded)
+    openapi_document: dict
 
 
 def _credential(body: Any, name: str) -> str:
@@ -24,7 +45,8 @@ def _credential(body: Any, name: str) -> str:
     return value
 
 
-def register(agent: Agent) -> None:
+def register(agent: CoreServices) -> None:
+    """Add the core routes to ``agent.web``."""
     web = agent.web
 
     def login(request: Request) -> dict:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from . import harness
+from devsupport import ui_harness
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
@@ -29,11 +29,11 @@ def _unavailable(reason: str) -> None:
 @pytest.fixture(scope="session")
 def ui_venv() -> Path:
     """The UI's virtualenv, created with its pinned requirements when missing."""
-    venv = harness.ui_venv_dir()
+    venv = ui_harness.ui_venv_dir()
     try:
-        harness.check_browser()
-        harness.ensure_ui_venv(venv)
-    except harness.MissingPrerequisite as exc:
+        ui_harness.check_browser()
+        ui_harness.ensure_ui_venv(venv)
+    except ui_harness.MissingPrerequisite as exc:
         _unavailable(str(exc))
     return venv
 
@@ -41,7 +41,7 @@ def ui_venv() -> Path:
 @pytest.fixture(scope="session")
 def stack(ui_venv):
     """PostgreSQL with the ``e2e_shop`` database, this agent, the temboard UI."""
-    with harness.running_stack(venv=ui_venv) as running:
+    with ui_harness.running_stack(venv=ui_venv) as running:
         yield running
 
 
@@ -58,8 +58,8 @@ def shots_dir(tmp_path_factory) -> Path:
 def browser(stack, shots_dir):
     profile = Path(tempfile.mkdtemp(prefix="tb-e2e-chromium-"))
     try:
-        drv = harness.Browser(profile / "profile", shots_dir)
-    except harness.MissingPrerequisite as exc:
+        drv = ui_harness.Browser(profile / "profile", shots_dir)
+    except ui_harness.MissingPrerequisite as exc:
         shutil.rmtree(profile, ignore_errors=True)
         _unavailable(str(exc))
     try:
@@ -81,7 +81,7 @@ def page(browser):
 def logged_in(browser, stack):
     """The browser with a UI session (admin)."""
     if not browser.driver.get_cookie("temboard"):
-        harness.ui_login(browser, stack)
+        ui_harness.ui_login(browser, stack)
     return browser
 
 
@@ -98,7 +98,7 @@ def _registered(stack) -> bool:
 def registered(logged_in, stack):
     """The agent is an instance of the UI (registered through the settings page)."""
     if not _registered(stack):
-        harness.register_agent(logged_in, stack)
+        ui_harness.register_agent(logged_in, stack)
         logged_in.wait(lambda: _registered(stack), what="the instance to be saved")
     return logged_in
 
@@ -108,7 +108,7 @@ def agent_session(registered, stack):
     """The browser logged in to the agent through the UI."""
     cookie = f"temboard_127.0.0.1_{stack.agent.port}"
     if not registered.driver.get_cookie(cookie):
-        harness.agent_login(registered, stack, stack.agent.password, then=stack.page())
+        ui_harness.agent_login(registered, stack, stack.agent.password, then=stack.page())
         registered.wait(
             lambda: registered.driver.get_cookie(cookie), what="the agent session cookie"
         )

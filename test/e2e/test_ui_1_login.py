@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from . import harness
+from devsupport import ui_harness
 
 
 def test_ui_login(browser, stack):
@@ -14,7 +14,7 @@ def test_ui_login(browser, stack):
     browser.wait(lambda: browser.visible(".alert-danger"), what="the UI's login error")
     assert not browser.driver.get_cookie("temboard")
 
-    harness.ui_login(browser, stack)
+    ui_harness.ui_login(browser, stack)
     browser.wait_text("Settings")
     assert browser.driver.get_cookie("temboard"), "no UI session cookie"
     browser.screenshot("01-ui-home")
@@ -23,7 +23,7 @@ def test_ui_login(browser, stack):
 
 def test_agent_registered_through_the_ui(logged_in, stack):
     """Settings > Instances > New instance: the UI discovers the agent and saves it."""
-    harness.register_agent(logged_in, stack)
+    ui_harness.register_agent(logged_in, stack)
     row = logged_in.wait(
         lambda: next(
             (
@@ -51,7 +51,7 @@ def test_agent_registered_through_the_ui(logged_in, stack):
 
 
 def test_agent_login_wrong_password_shows_the_agents_error(registered, stack):
-    harness.agent_login(registered, stack, "wrong-password", then=stack.page())
+    ui_harness.agent_login(registered, stack, "wrong-password", then=stack.page())
     alert = registered.wait(
         lambda: (el := registered.visible(".alert-danger")) and el.text,
         what="the agent login error",
@@ -63,14 +63,14 @@ def test_agent_login_wrong_password_shows_the_agents_error(registered, stack):
 
 
 def test_agent_login_opens_the_maintenance_pages(registered, stack):
-    harness.agent_login(registered, stack, stack.agent.password, then=stack.page())
+    ui_harness.agent_login(registered, stack, stack.agent.password, then=stack.page())
     registered.wait(
         lambda: registered.driver.current_url.rstrip("/").endswith("/maintenance"),
         what="the redirection to the maintenance page",
     )
     registered.wait_loaded()
     registered.wait_text(f"Logged in as {stack.agent.username}")
-    registered.wait_text(harness.DB)
+    registered.wait_text(ui_harness.DB)
     registered.screenshot("04-agent-login-maintenance")
     assert registered.driver.get_cookie(f"temboard_127.0.0.1_{stack.agent.port}")
     assert registered.dialogs() == []

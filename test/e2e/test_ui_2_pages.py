@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .harness import DB, SCHEMA
+from devsupport.ui_harness import DB, SCHEMA
 
 
 def js(value) -> str:

@@ -7,7 +7,7 @@ when a list gets shorter; the agent keeps finished operations listed for
 
 from __future__ import annotations
 
-from .harness import DB, SCHEMA
+from devsupport.ui_harness import DB, SCHEMA
 
 ANALYZE_LIST = "#collapseScheduledAnalyzes"
 VACUUM_LIST = "#collapseScheduledVacuums"

@@ -10,9 +10,8 @@ from pathlib import Path
 import psycopg2
 import pytest
 
+from devsupport.agentproc import AgentProcess
 from temboardagent.embedded import throwaway_cluster
-
-from .agentproc import AgentProcess
 
 
 @pytest.fixture(scope="session")

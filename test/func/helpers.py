@@ -1,4 +1,4 @@
-"""Helpers shared by functional tests: SQL on a cluster, the agent's route table."""
+"""Helpers shared by functional tests: waits, the agent's route table, TLS clients."""
 
 from __future__ import annotations
 
@@ -59,20 +59,6 @@ def finishes(call: Callable[[], T], timeout: float = HANG, message: str = "call"
     if "error" in outcome:
         raise outcome["error"]
     return outcome["value"]
-
-
-def run_sql(
-    pg: EmbeddedCluster, query: str, params: Any = None, dbname: str = "postgres"
-) -> list[tuple]:
-    """Run ``query`` as superuser in autocommit; rows when it returns any."""
-    conn = psycopg2.connect(pg.dsn(dbname))
-    conn.autocommit = True
-    try:
-        with conn.cursor() as cur:
-            cur.execute(query, params)
-            return cur.fetchall() if cur.description else []
-    finally:
-        conn.close()
 
 
 @contextmanager

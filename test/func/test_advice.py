@@ -11,8 +11,10 @@ from __future__ import annotations
 import psycopg2
 import pytest
 
-from .agentproc import AgentProcess
-from .helpers import drop_database, run_sql, wait_for
+from devsupport.agentproc import AgentProcess
+from devsupport.sql import run_sql
+
+from .helpers import drop_database, wait_for
 
 DB = "advice_db"
 HEALTHY = "advice_healthy"
@@ -42,10 +44,6 @@ def db(pg):
     run_sql(pg, f"CREATE DATABASE {DB}")
     yield DB
     drop_database(pg, DB)
-
-
-def sql(pg, query: str, params=None):
-    return run_sql(pg, query, params, dbname=DB)
 
 
 def advice(agent, dbname: str = DB) -> list[dict]:
@@ -98,17 +96,19 @@ def wait_gone(agent, rule: str, table=None, index=None) -> None:
 
 
 def test_wraparound_on_a_table_with_a_lowered_freeze_max_age(agent, db, pg):
-    sql(
+    run_sql(
         pg,
         "CREATE TABLE old_xids (i int) WITH (autovacuum_enabled = false,"
         " autovacuum_freeze_max_age = 100000); INSERT INTO old_xids VALUES (1)",
+        dbname=DB,
     )
     # Consume 85,000 transaction IDs: one subtransaction with a write each.
-    sql(pg, "CREATE TABLE burn (i int) WITH (autovacuum_enabled = false)")
-    sql(
+    run_sql(pg, "CREATE TABLE burn (i int) WITH (autovacuum_enabled = false)", dbname=DB)
+    run_sql(
         pg,
         "DO $$ BEGIN FOR i IN 1..85000 LOOP BEGIN INSERT INTO burn VALUES (i);"
         " EXCEPTION WHEN division_by_zero THEN NULL; END; END LOOP; END $$",
+        dbname=DB,
     )
     item = wait_advice(agent, "wraparound", "old_xids")
     assert item["severity"] == "critical"
@@ -121,11 +121,12 @@ def test_wraparound_on_a_table_with_a_lowered_freeze_max_age(agent, db, pg):
 
 
 def test_dead_tuples_above_the_tables_threshold(agent, db, pg):
-    sql(
+    run_sql(
         pg,
         "CREATE TABLE dead (id int PRIMARY KEY) WITH (autovacuum_enabled = false);"
         " INSERT INTO dead SELECT generate_series(1, 10000); ANALYZE dead;"
         " DELETE FROM dead WHERE id % 2 = 0",
+        dbname=DB,
     )
     item = wait_advice(agent, "vacuum", "dead")
     assert item["severity"] == "warning"
@@ -141,10 +142,11 @@ def test_dead_tuples_above_the_tables_threshold(agent, db, pg):
 
 
 def test_never_analyzed_table_with_rows(agent, db, pg):
-    sql(
+    run_sql(
         pg,
         "CREATE TABLE fresh_rows (i int) WITH (autovacuum_enabled = false);"
         " INSERT INTO fresh_rows SELECT generate_series(1, 1000)",
+        dbname=DB,
     )
     item = wait_advice(agent, "analyze", "fresh_rows")
     assert item["severity"] == "warning"
@@ -155,14 +157,15 @@ def test_never_analyzed_table_with_rows(agent, db, pg):
 
 
 def test_bloated_table_and_index(strict, db, pg):
-    sql(
+    run_sql(
         pg,
         "CREATE TABLE bloated (id int, filler text) WITH (autovacuum_enabled = false);"
         " INSERT INTO bloated SELECT g, repeat('x', 100) FROM generate_series(1, 40000) g;"
         " CREATE INDEX bloated_id ON bloated (id);"
         " DELETE FROM bloated WHERE id % 4 <> 0",
+        dbname=DB,
     )
-    sql(pg, "VACUUM ANALYZE bloated")
+    run_sql(pg, "VACUUM ANALYZE bloated", dbname=DB)
     table = wait_advice(strict, "table_bloat", "bloated")
     assert table["severity"] == "warning"
     assert table["figures"]["bloat_percent"] > 30
@@ -174,42 +177,48 @@ def test_bloated_table_and_index(strict, db, pg):
     assert index["action"]["body"] == {"concurrently": True}
     assert "CONCURRENTLY" in index["reason"]
 
-    before = sql(pg, "SELECT relfilenode FROM pg_class WHERE relname = 'bloated_id'")[0][0]
+    before = run_sql(
+        pg, "SELECT relfilenode FROM pg_class WHERE relname = 'bloated_id'", dbname=DB
+    )[0][0]
     run_action(strict, index)
-    after = sql(pg, "SELECT relfilenode FROM pg_class WHERE relname = 'bloated_id'")[0][0]
+    after = run_sql(pg, "SELECT relfilenode FROM pg_class WHERE relname = 'bloated_id'", dbname=DB)[
+        0
+    ][0]
     assert before != after
     wait_gone(strict, "index_bloat", index="bloated_id")
     run_action(strict, table)
-    sql(pg, "ANALYZE bloated")
+    run_sql(pg, "ANALYZE bloated", dbname=DB)
     wait_gone(strict, "table_bloat", "bloated")
 
 
 def test_invalid_index_from_a_failed_create_index_concurrently(agent, db, pg):
-    sql(
+    run_sql(
         pg,
         "CREATE TABLE cic (v int) WITH (autovacuum_enabled = false);"
         " INSERT INTO cic SELECT generate_series(1, 1000)",
+        dbname=DB,
     )
     with pytest.raises(psycopg2.errors.DivisionByZero):
-        sql(pg, "CREATE INDEX CONCURRENTLY cic_inverse ON cic ((1 / (v - 500)))")
+        run_sql(pg, "CREATE INDEX CONCURRENTLY cic_inverse ON cic ((1 / (v - 500)))", dbname=DB)
     item = wait_advice(agent, "invalid_index", index="cic_inverse")
     assert item["severity"] == "warning"
     assert item["table"] == "cic"
     assert "invalid" in item["reason"]
-    sql(pg, "DELETE FROM cic WHERE v = 500")  # the cause, fixed by the DBA
+    run_sql(pg, "DELETE FROM cic WHERE v = 500", dbname=DB)  # the cause, fixed by the DBA
     run_action(agent, item)
-    assert sql(pg, "SELECT indisvalid FROM pg_index WHERE indexrelid = 'cic_inverse'::regclass")[0][
-        0
-    ]
+    assert run_sql(
+        pg, "SELECT indisvalid FROM pg_index WHERE indexrelid = 'cic_inverse'::regclass", dbname=DB
+    )[0][0]
     wait_gone(agent, "invalid_index", index="cic_inverse")
 
 
 def test_unused_and_duplicate_indexes(strict, agent, db, pg):
-    sql(
+    run_sql(
         pg,
         "CREATE TABLE dup (id int PRIMARY KEY, a int, b int);"
         " CREATE INDEX dup_a ON dup (a); CREATE INDEX dup_a_again ON dup (a);"
         " CREATE INDEX dup_ab ON dup (a, b); CREATE UNIQUE INDEX dup_a_unique ON dup (a, id)",
+        dbname=DB,
     )
     items = wait_for(lambda: find(advice(strict), "unused_index", "dup") and advice(strict))
     unused = {i["index"] for i in find(items, "unused_index", "dup")}
@@ -230,10 +239,11 @@ def test_unused_and_duplicate_indexes(strict, agent, db, pg):
 
 
 def test_pending_operation_replaces_the_action(agent, db, pg):
-    sql(
+    run_sql(
         pg,
         "CREATE TABLE waiting (i int) WITH (autovacuum_enabled = false);"
         " INSERT INTO waiting SELECT generate_series(1, 1000)",
+        dbname=DB,
     )
     item = wait_advice(agent, "analyze", "waiting")
     resp = agent.post(item["action"]["path"], json={"datetime": "2999-01-01T00:00:00Z"})

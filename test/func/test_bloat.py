@@ -14,7 +14,9 @@ import time
 import psycopg2
 import pytest
 
-from .helpers import drop_database, run_sql
+from devsupport.sql import run_sql
+
+from .helpers import drop_database
 
 DB = "bloat_db"
 NOEXT = "bloat_noext"

@@ -11,10 +11,11 @@ from __future__ import annotations
 import psycopg2
 import pytest
 
+from devsupport.agentproc import AgentProcess
+from devsupport.sql import run_sql
 from temboardagent.postgres import Postgres
 
-from .agentproc import AgentProcess
-from .helpers import drop_database, run_sql, wait_for
+from .helpers import drop_database, wait_for
 
 
 def create_db(pg, name: str) -> None:

@@ -11,8 +11,10 @@ import time
 
 import pytest
 
-from .agentproc import AgentProcess
-from .helpers import HANG, legacy_tls_client, permissive_tls_server, run_sql, tls_handshake
+from devsupport.agentproc import AgentProcess
+from devsupport.sql import run_sql
+
+from .helpers import HANG, legacy_tls_client, permissive_tls_server, tls_handshake
 
 SESSION_RE = r"^[0-9a-f]{64}$"
 

@@ -22,13 +22,14 @@ import psycopg2
 import pytest
 import requests
 
+from devsupport.agentproc import AgentProcess
+from devsupport.sql import run_sql
 from temboardagent import openapi
 from temboardagent.embedded import EmbeddedCluster, throwaway_cluster
 from temboardagent.plugins.maintenance import openapi as maintenance_openapi
 from temboardagent.plugins.maintenance.operations import KINDS
 
-from .agentproc import AgentProcess
-from .helpers import HANG, run_sql, wait_for
+from .helpers import HANG, wait_for
 
 #: GET routes answered without PostgreSQL (sessions, task list, document)
 NO_POSTGRES = {

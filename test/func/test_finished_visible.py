@@ -11,8 +11,8 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from .agentproc import AgentProcess
-from .helpers import run_sql
+from devsupport.agentproc import AgentProcess
+from devsupport.sql import run_sql
 
 DB = "fv_db"
 TABLE = "fv_items"

@@ -34,10 +34,9 @@ from urllib.parse import urlsplit
 
 import pytest
 
+from devsupport.agentproc import AgentProcess
+from devsupport.sql import run_sql
 from temboardagent.embedded import throwaway_cluster
-
-from .agentproc import AgentProcess
-from .helpers import run_sql
 
 SCHEMATHESIS = Path(sys.executable).with_name("schemathesis")
 SEED = 1

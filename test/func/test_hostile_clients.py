@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from .agentproc import AgentProcess
+from devsupport.agentproc import AgentProcess
 
 ATTACKER = "127.0.0.2"  # Linux routes all of 127/8 to loopback
 USER = "127.0.0.1"

@@ -19,11 +19,12 @@ from typing import Any, Callable
 import psycopg2
 import pytest
 
+from devsupport.agentproc import AgentProcess
+from devsupport.sql import run_sql
 from temboardagent.embedded import throwaway_cluster
 from temboardagent.postgres import Postgres
 
-from .agentproc import AgentProcess
-from .helpers import drop_database, run_sql, settle_stats
+from .helpers import drop_database, settle_stats
 
 MALLORY = "mallory"
 APPDB = "appdb"
@@ -109,16 +110,6 @@ SEARCH_PATH = "public, pg_catalog"
 
 
 # Helpers
-
-
-def mallory_sql(pg, query: str, dbname: str = APPDB) -> None:
-    conn = psycopg2.connect(pg.dsn(dbname).replace("user=postgres", f"user={MALLORY}"))
-    conn.autocommit = True
-    try:
-        with conn.cursor() as cur:
-            cur.execute(query)
-    finally:
-        conn.close()
 
 
 def is_superuser(pg) -> bool:
@@ -232,12 +223,14 @@ def appdb(hpg, hagent) -> dict[str, Any]:
     run_sql(hpg, f"CREATE DATABASE {APPDB} OWNER {MALLORY}")
     # as in every database created before PostgreSQL 15: public writable by all
     run_sql(hpg, f"GRANT CREATE ON SCHEMA public TO {MALLORY}")
-    mallory_sql(
+    run_sql(
         hpg,
         "CREATE TABLE public.bait (i int, t text);"
         " INSERT INTO public.bait SELECT g, 'x' || g FROM generate_series(1, 100) g;"
         " CREATE INDEX bait_i ON public.bait (i);"
         " ANALYZE public.bait;",
+        dbname=APPDB,
+        user=MALLORY,
     )
     conn = psycopg2.connect(hpg.dsn(APPDB))
     try:
@@ -256,7 +249,7 @@ def appdb(hpg, hagent) -> dict[str, Any]:
 @pytest.mark.parametrize("scope", SCOPES)
 def test_exact_attack_at_each_read_scope(hpg, hagent, appdb, scope):
     """The issue's attack: ``public.>=(real, int)``, read-only key, default settings."""
-    mallory_sql(hpg, PWN_GE)
+    run_sql(hpg, PWN_GE, dbname=APPDB, user=MALLORY)
     page = read(hagent, scope)
     assert not is_superuser(hpg)
     assert comparable(scope, page) == appdb[scope]
@@ -264,18 +257,23 @@ def test_exact_attack_at_each_read_scope(hpg, hagent, appdb, scope):
 
 @pytest.mark.parametrize("operator", sorted(OPERATORS))
 def test_real_integer_operators(hpg, hagent, appdb, operator):
-    mallory_sql(hpg, OPERATORS[operator])
+    run_sql(hpg, OPERATORS[operator], dbname=APPDB, user=MALLORY)
     check_reads(hpg, hagent, appdb)
 
 
 @pytest.mark.parametrize("function", sorted(FUNCTIONS))
 def test_functions_beating_polymorphic_ones(hpg, hagent, appdb, function):
-    mallory_sql(hpg, FUNCTIONS[function])
+    run_sql(hpg, FUNCTIONS[function], dbname=APPDB, user=MALLORY)
     check_reads(hpg, hagent, appdb)
 
 
 def test_every_trap_at_once(hpg, hagent, appdb):
-    mallory_sql(hpg, PWN_GE + "".join(OPERATORS.values()) + "".join(FUNCTIONS.values()))
+    run_sql(
+        hpg,
+        PWN_GE + "".join(OPERATORS.values()) + "".join(FUNCTIONS.values()),
+        dbname=APPDB,
+        user=MALLORY,
+    )
     check_reads(hpg, hagent, appdb)
 
 
@@ -284,7 +282,12 @@ def test_every_trap_at_once(hpg, hagent, appdb):
 
 def plant_lookalikes(pg) -> None:
     """Look-alikes in appdb, which mallory puts first on its search_path."""
-    mallory_sql(pg, LOOKALIKES + f"ALTER DATABASE {APPDB} SET search_path = {SEARCH_PATH};")
+    run_sql(
+        pg,
+        LOOKALIKES + f"ALTER DATABASE {APPDB} SET search_path = {SEARCH_PATH};",
+        dbname=APPDB,
+        user=MALLORY,
+    )
 
 
 def test_lookalikes_on_database_search_path_reads(hpg, hagent, appdb):
@@ -312,7 +315,12 @@ def test_lookalikes_on_database_search_path_operations(hpg, hagent, appdb, kind,
 
 
 def test_operation_with_every_trap(hpg, hagent, appdb):
-    mallory_sql(hpg, PWN_GE + "".join(OPERATORS.values()) + "".join(FUNCTIONS.values()))
+    run_sql(
+        hpg,
+        PWN_GE + "".join(OPERATORS.values()) + "".join(FUNCTIONS.values()),
+        dbname=APPDB,
+        user=MALLORY,
+    )
     for kind in ("vacuum", "analyze", "reindex"):
         assert run_op(hagent, PATHS["table"], kind)["status"] == "done"
     assert not is_superuser(hpg)
@@ -335,13 +343,15 @@ def test_index_expression_runs_as_its_owner(hpg, hagent, appdb, kind, path, body
     her function as a superuser. (An index function must be immutable, so it
     could not run ALTER ROLE anyway: it fails the operation instead.)
     """
-    mallory_sql(
+    run_sql(
         hpg,
         "CREATE FUNCTION public.idx_trap(int) RETURNS int LANGUAGE plpgsql IMMUTABLE AS $$"
         " BEGIN IF (SELECT r.rolsuper FROM pg_catalog.pg_roles r"
         "           WHERE r.rolname = CURRENT_USER) THEN"
         " RAISE EXCEPTION 'idx_trap ran as %', CURRENT_USER; END IF; RETURN $1; END $$;"
         "CREATE INDEX bait_trap ON public.bait (public.idx_trap(i));",
+        dbname=APPDB,
+        user=MALLORY,
     )
     item = run_op(hagent, path, kind, **body)
     assert item["status"] == "done", item["error"]
@@ -353,7 +363,7 @@ def test_index_expression_runs_as_its_owner(hpg, hagent, appdb, kind, path, body
 
 def plant_in_default_database(pg) -> None:
     """Look-alikes in ``postgres``, whose search_path a DBA set to public first."""
-    mallory_sql(pg, LOOKALIKES, dbname="postgres")
+    run_sql(pg, LOOKALIKES, dbname="postgres", user=MALLORY)
     run_sql(pg, f"ALTER DATABASE postgres SET search_path = {SEARCH_PATH}")
 
 

@@ -19,8 +19,8 @@ from datetime import datetime, timedelta, timezone
 import psycopg2
 import pytest
 
-from .agentproc import AgentProcess
-from .helpers import run_sql
+from devsupport.agentproc import AgentProcess
+from devsupport.sql import run_sql
 
 DB = "lp"
 CLOSED = "lp_closed"  # no CONNECT for PUBLIC

@@ -13,9 +13,9 @@ import pytest
 
 from bench.bench_load import prepare, run_load
 from bench.common import rss_kib
+from devsupport.agentproc import AgentProcess
 from temboardagent.embedded import throwaway_cluster
 
-from .agentproc import AgentProcess
 from .helpers import HANG
 
 CLIENTS = 200

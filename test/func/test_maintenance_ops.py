@@ -14,10 +14,10 @@ from datetime import datetime, timedelta, timezone
 import psycopg2
 import pytest
 
+from devsupport.agentproc import AgentProcess
 from temboardagent.plugins.maintenance.operations import make_target as mk
 from temboardagent.plugins.maintenance.statements import build_statement, render_statement
 
-from .agentproc import AgentProcess
 from .helpers import HANG, settle_stats, wait_for
 
 DB = "ops_db"

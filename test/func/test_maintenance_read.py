@@ -11,6 +11,7 @@ import psycopg2
 import psycopg2.errors
 import pytest
 
+from devsupport.sql import run_sql
 from temboardagent.errors import NotFound
 from temboardagent.plugins.maintenance import catalog, lookup, versions
 
@@ -246,21 +247,15 @@ def connect(pg, dbname: str = DB, user: str | None = None, **options):
     return conn
 
 
-def query(conn, sql: str, params=None) -> list[tuple]:
-    with conn.cursor() as cur:
-        cur.execute(sql, params)
-        return cur.fetchall()
-
-
 @pytest.fixture(scope="module")
 def db(pg):
     admin = connect(pg, "postgres")
     for name in (DB, CLOSED_DB):
         drop_database(pg, name)
-        query_none(admin, f'CREATE DATABASE "{name}"')
-    query_none(admin, f'ALTER DATABASE "{CLOSED_DB}" ALLOW_CONNECTIONS false')
-    query_none(admin, f"DROP ROLE IF EXISTS {READER}")
-    query_none(admin, f"CREATE ROLE {READER} LOGIN")
+        run_sql(admin, f'CREATE DATABASE "{name}"')
+    run_sql(admin, f'ALTER DATABASE "{CLOSED_DB}" ALLOW_CONNECTIONS false')
+    run_sql(admin, f"DROP ROLE IF EXISTS {READER}")
+    run_sql(admin, f"CREATE ROLE {READER} LOGIN")
     conn = connect(pg)
     with conn.cursor() as cur:
         cur.execute(SETUP)
@@ -275,13 +270,8 @@ def db(pg):
     yield DB
     for name in (DB, CLOSED_DB):
         drop_database(pg, name)
-    query_none(admin, f"DROP ROLE IF EXISTS {READER}")
+    run_sql(admin, f"DROP ROLE IF EXISTS {READER}")
     admin.close()
-
-
-def query_none(conn, sql: str, params=None) -> None:
-    with conn.cursor() as cur:
-        cur.execute(sql, params)
 
 
 @pytest.fixture
@@ -314,7 +304,7 @@ def by_name(items: list[dict]) -> dict[str, dict]:
 
 
 def direct_tables(conn, schema: str) -> dict[str, dict]:
-    rows = query(
+    rows = run_sql(
         conn,
         """
         SELECT c.relname, pg_total_relation_size(c.oid), pg_indexes_size(c.oid),
@@ -340,7 +330,7 @@ def direct_tables(conn, schema: str) -> dict[str, dict]:
 
 
 def direct_indexes(conn, schema: str) -> dict[str, dict]:
-    rows = query(
+    rows = run_sql(
         conn,
         """
         SELECT ic.relname, t.relname, pg_total_relation_size(ic.oid), am.amname,
@@ -367,13 +357,13 @@ def direct_indexes(conn, schema: str) -> dict[str, dict]:
 
 
 def quote_ident(conn, name: str) -> str:
-    return query(conn, "SELECT quote_ident(%s)", (name,))[0][0]
+    return run_sql(conn, "SELECT quote_ident(%s)", (name,))[0][0]
 
 
 def pretty(conn, value) -> str | None:
     if value is None:
         return None
-    return query(conn, "SELECT pg_size_pretty(%s::bigint)", (int(value),))[0][0]
+    return run_sql(conn, "SELECT pg_size_pretty(%s::bigint)", (int(value),))[0][0]
 
 
 # --- catalog functions on a connection -------------------------------------
@@ -383,7 +373,7 @@ def test_size_pretty_matches_postgres(conn):
     values = [0, 1, 8191, 10239, 10240, 10751, 10752, 20479, 20480, 1 << 20, 123456789]
     values += [(1 << 30) * 3 + 7, (1 << 40) * 21, (1 << 50) * 5, -10240, -20481]
     values += [int(1.7**e) for e in range(10, 75, 3)]
-    rows = query(conn, "SELECT v, pg_size_pretty(v) FROM unnest(%s::bigint[]) v", (values,))
+    rows = run_sql(conn, "SELECT v, pg_size_pretty(v) FROM unnest(%s::bigint[]) v", (values,))
     for value, expected in rows:
         assert catalog.size_pretty(value, conn.server_version) == expected, value
     assert catalog.size_pretty(None) is None
@@ -425,7 +415,7 @@ def test_database_page_shape_and_values(conn):
         assert entry["toast_bytes"] == sum(t["toast_bytes"] for t in tables.values())
         for key in ("total", "tables", "indexes", "tables_bloat", "indexes_bloat"):
             assert entry[f"{key}_size"] == pretty(conn, entry[f"{key}_bytes"]), key
-    db_size = query(conn, "SELECT pg_database_size(current_database())")[0][0]
+    db_size = run_sql(conn, "SELECT pg_database_size(current_database())")[0][0]
     assert abs(result["total_bytes"] - db_size) < 0.05 * db_size
     assert result["total_size"] == catalog.size_pretty(result["total_bytes"])
 
@@ -465,7 +455,7 @@ def test_schema_page_shape_and_values(conn):
 
 
 def test_table_page_shape_and_values(conn):
-    query_none(conn, "SELECT count(*) FROM public.country")  # a seq scan
+    run_sql(conn, "SELECT count(*) FROM public.country")  # a seq scan
     result = catalog.table(conn, "public", "country")
     spec = dict(SPEC_TABLE)
     for column in versions.TABLE_STATS_COLUMNS:  # documented extensions (test_versions.py)
@@ -475,7 +465,7 @@ def test_table_page_shape_and_values(conn):
         spec,
         nullable={"last_autoanalyze"},  # autovacuum may not have run
     )
-    relid, reltuples = query(
+    relid, reltuples = run_sql(
         conn, "SELECT oid, reltuples FROM pg_class WHERE oid = 'public.country'::regclass"
     )[0]
     assert result["relid"] == str(relid)
@@ -494,7 +484,7 @@ def test_table_page_shape_and_values(conn):
     check_types(index, SPEC_INDEX)
     assert index["name"] == "country_pkey" and index["tablename"] == "country"
     # timestamps are PostgreSQL text, as ::text renders them
-    (text,) = query(
+    (text,) = run_sql(
         conn, "SELECT last_analyze::text FROM pg_stat_all_tables WHERE relid = %s", (relid,)
     )[0]
     assert result["last_analyze"] == text
@@ -610,8 +600,8 @@ def test_not_found(conn):
         catalog.table(conn, "public", "nope")
     assert info.value.message == "Table 'public.nope' not found."
     long_name = "m" * 63
-    query_none(conn, "CREATE SCHEMA IF NOT EXISTS longnames")
-    query_none(conn, f"CREATE TABLE IF NOT EXISTS longnames.{long_name} (id int)")
+    run_sql(conn, "CREATE SCHEMA IF NOT EXISTS longnames")
+    run_sql(conn, f"CREATE TABLE IF NOT EXISTS longnames.{long_name} (id int)")
     assert catalog.table(conn, "longnames", long_name)["name"] == long_name
     with pytest.raises(NotFound) as info:  # not the truncated name's table
         catalog.table(conn, "longnames", long_name + "m")
@@ -639,7 +629,7 @@ def test_not_found(conn):
 
 def locked_figures(conn, schema: str, table: str) -> dict:
     """What pg_class says of a locked table: relpages times the block size."""
-    (row,) = query(
+    (row,) = run_sql(
         conn,
         """
         SELECT c.relpages::int8 * current_setting('block_size')::int8,
@@ -663,8 +653,8 @@ def locked_figures(conn, schema: str, table: str) -> dict:
 )
 def test_locked_table_does_not_block(conn, other, statement):
     holder = other()
-    query_none(holder, "BEGIN")
-    query_none(holder, statement)
+    run_sql(holder, "BEGIN")
+    run_sql(holder, statement)
     try:
         # Reads skip the locked objects instead of queueing behind the lock:
         # they return while it is held (the deadline only catches a hang).
@@ -677,7 +667,7 @@ def test_locked_table_does_not_block(conn, other, statement):
             message="reads while the table is locked",
         )
     finally:
-        query_none(holder, "ROLLBACK")
+        run_sql(holder, "ROLLBACK")
     tables = by_name(result["tables"])
     assert tables["city"]["locked"] is True
     assert tables["country"]["locked"] is False
@@ -697,15 +687,15 @@ def test_locked_table_does_not_block(conn, other, statement):
 def test_awaited_lock_does_not_block(conn, other):
     """An AccessExclusiveLock request queued behind a reader blocks new readers."""
     reader, waiter = other(), other()
-    query_none(reader, "BEGIN")
-    query_none(reader, "SELECT count(*) FROM public.country")
-    waiter_pid = query(waiter, "SELECT pg_backend_pid()")[0][0]
+    run_sql(reader, "BEGIN")
+    run_sql(reader, "SELECT count(*) FROM public.country")
+    waiter_pid = run_sql(waiter, "SELECT pg_backend_pid()")[0][0]
 
     def lock():
         try:
-            query_none(waiter, "BEGIN")
-            query_none(waiter, "LOCK TABLE public.country IN ACCESS EXCLUSIVE MODE")
-            query_none(waiter, "ROLLBACK")
+            run_sql(waiter, "BEGIN")
+            run_sql(waiter, "LOCK TABLE public.country IN ACCESS EXCLUSIVE MODE")
+            run_sql(waiter, "ROLLBACK")
         except psycopg2.Error:
             pass
 
@@ -713,7 +703,7 @@ def test_awaited_lock_does_not_block(conn, other):
     thread.start()
     try:
         wait_for(
-            lambda: query(
+            lambda: run_sql(
                 conn, "SELECT 1 FROM pg_locks WHERE pid = %s AND NOT granted", (waiter_pid,)
             ),
             message="the LOCK to queue",
@@ -722,7 +712,7 @@ def test_awaited_lock_does_not_block(conn, other):
             lambda: catalog.schema(conn, "public"), message="a read behind the queued LOCK"
         )
     finally:
-        query_none(reader, "ROLLBACK")
+        run_sql(reader, "ROLLBACK")
         thread.join(HANG)
     assert by_name(result["tables"])["country"]["locked"] is True
 
@@ -735,8 +725,8 @@ def test_lock_taken_between_queries_is_retried(conn, other):
 
     def lock_then_query(*args):
         if not calls:
-            query_none(holder, "BEGIN")
-            query_none(holder, "LOCK TABLE s2.same IN ACCESS EXCLUSIVE MODE")
+            run_sql(holder, "BEGIN")
+            run_sql(holder, "LOCK TABLE s2.same IN ACCESS EXCLUSIVE MODE")
         calls.append(args)
         return main_sql(*args)
 
@@ -745,32 +735,32 @@ def test_lock_taken_between_queries_is_retried(conn, other):
         result = finishes(lambda: catalog.schema(conn, "s2"), message="the retried read")
     finally:
         catalog._main_sql = main_sql
-        query_none(holder, "ROLLBACK")
+        run_sql(holder, "ROLLBACK")
     assert len(calls) == 2  # the first attempt hit lock_timeout, the retry skipped the lock
     assert result["tables"][0]["locked"] is True
 
 
 def create_bloat_table(conn, name: str) -> None:
-    query_none(conn, f"DROP TABLE IF EXISTS public.{name}")
-    query_none(
+    run_sql(conn, f"DROP TABLE IF EXISTS public.{name}")
+    run_sql(
         conn,
         f"CREATE TABLE public.{name} (id int PRIMARY KEY, v text)"
         " WITH (autovacuum_enabled = false)",
     )
-    query_none(
+    run_sql(
         conn, f"INSERT INTO public.{name} SELECT g, md5(g::text) FROM generate_series(1, 50000) g"
     )
 
 
 def test_bloat_estimates(conn):
     create_bloat_table(conn, "bloated")
-    query_none(conn, "DELETE FROM public.bloated WHERE id % 20 <> 0")
-    query_none(conn, "ANALYZE public.bloated")
+    run_sql(conn, "DELETE FROM public.bloated WHERE id % 20 <> 0")
+    run_sql(conn, "ANALYZE public.bloated")
     before = catalog.table(conn, "public", "bloated")
-    query_none(conn, "VACUUM FULL public.bloated")
-    query_none(conn, "ANALYZE public.bloated")
+    run_sql(conn, "VACUUM FULL public.bloated")
+    run_sql(conn, "ANALYZE public.bloated")
     after = catalog.table(conn, "public", "bloated")
-    query_none(conn, "DROP TABLE public.bloated")
+    run_sql(conn, "DROP TABLE public.bloated")
     assert before["row_estimate"] == after["row_estimate"] == 2500.0
     # most of the table is dead: the estimate says so, and not after VACUUM FULL
     assert before["bloat_bytes"] > 0.8 * before["table_bytes"]
@@ -784,9 +774,9 @@ def test_bloat_estimates(conn):
 
 def test_fresh_table_has_little_bloat(conn):
     create_bloat_table(conn, "fresh")
-    query_none(conn, "VACUUM ANALYZE public.fresh")
+    run_sql(conn, "VACUUM ANALYZE public.fresh")
     result = catalog.table(conn, "public", "fresh")
-    query_none(conn, "DROP TABLE public.fresh")
+    run_sql(conn, "DROP TABLE public.fresh")
     assert result["bloat_bytes"] <= 0.1 * result["table_bytes"]
     assert result["index_bloat_bytes"] <= 0.2 * result["index_bytes"]
 
@@ -794,7 +784,9 @@ def test_fresh_table_has_little_bloat(conn):
 def test_unprivileged_role_reads_pg_stats(pg, conn):
     reader = connect(pg, DB, user=READER)
     try:
-        assert query(reader, "SELECT has_table_privilege('pg_statistic', 'SELECT')")[0][0] is False
+        assert (
+            run_sql(reader, "SELECT has_table_privilege('pg_statistic', 'SELECT')")[0][0] is False
+        )
         s1 = catalog.schema(reader, "s1")
         s2 = catalog.schema(reader, "s2")
         page = catalog.table(reader, "s1", "same")
@@ -827,9 +819,9 @@ def test_instance(pg, db):
     admin = connect(pg, "postgres")
     try:
         names = {
-            n for (n,) in query(admin, "SELECT datname FROM pg_database WHERE NOT datistemplate")
+            n for (n,) in run_sql(admin, "SELECT datname FROM pg_database WHERE NOT datistemplate")
         }
-        sizes = dict(query(admin, "SELECT datname, pg_database_size(oid) FROM pg_database"))
+        sizes = dict(run_sql(admin, "SELECT datname, pg_database_size(oid) FROM pg_database"))
     finally:
         admin.close()
     assert set(entries) == names
@@ -863,13 +855,13 @@ def test_instance(pg, db):
 def test_instance_survives_refused_database(pg, db):
     """A database the role may not connect to gets null figures."""
     admin = connect(pg, "postgres")
-    query_none(admin, f'REVOKE CONNECT ON DATABASE "{DB}" FROM PUBLIC')
+    run_sql(admin, f'REVOKE CONNECT ON DATABASE "{DB}" FROM PUBLIC')
     try:
         result = catalog.instance(
             lambda name, **kw: _connect_factory_ctx(pg, name, READER, **kw), 2
         )
     finally:
-        query_none(admin, f'GRANT CONNECT ON DATABASE "{DB}" TO PUBLIC')
+        run_sql(admin, f'GRANT CONNECT ON DATABASE "{DB}" TO PUBLIC')
         admin.close()
     entries = {e["datname"]: e for e in result["databases"]}
     assert entries[DB]["n_tables"] is None and entries[DB]["total_bytes"] is None
@@ -937,13 +929,13 @@ def test_http_no_connection_left_on_templates(agent, pg, db):
     assert agent.get(path("template0")).status_code == 409  # not accepting connections
     admin = connect(pg, "postgres")
     try:
-        rows = query(
+        rows = run_sql(
             admin,
             "SELECT count(*) FROM pg_stat_activity"
             " WHERE datname IN ('template0', 'template1') AND pid <> pg_backend_pid()",
         )
         assert rows == [(0,)]
-        assert query(admin, "SELECT count(*) FROM pg_stat_activity WHERE datname = %s", (DB,))
+        assert run_sql(admin, "SELECT count(*) FROM pg_stat_activity WHERE datname = %s", (DB,))
     finally:
         admin.close()
 
@@ -951,10 +943,10 @@ def test_http_no_connection_left_on_templates(agent, pg, db):
 def test_http_odd_database_name(agent, pg, db):
     name = 'mread "Odd" DB é'
     admin = connect(pg, "postgres")
-    query_none(admin, 'CREATE DATABASE "mread ""Odd"" DB é"')
+    run_sql(admin, 'CREATE DATABASE "mread ""Odd"" DB é"')
     try:
         odd = connect(pg, name)
-        query_none(odd, 'CREATE TABLE "T" (id int PRIMARY KEY)')
+        run_sql(odd, 'CREATE TABLE "T" (id int PRIMARY KEY)')
         odd.close()
         resp = agent.get(path(name))
         assert resp.status_code == 200, resp.text
@@ -999,15 +991,15 @@ def test_http_auth(agent, db):
 
 def test_http_locked_table(agent, pg, db, other):
     holder = other()
-    query_none(holder, "BEGIN")
-    query_none(holder, "LOCK TABLE public.city IN ACCESS EXCLUSIVE MODE")
+    run_sql(holder, "BEGIN")
+    run_sql(holder, "LOCK TABLE public.city IN ACCESS EXCLUSIVE MODE")
     try:
         # Answered while the lock is held (the client timeout only catches a hang).
         resp = agent.get(path(DB, "schema", "public"), timeout=HANG)
         db_resp = agent.get(path(DB), timeout=HANG)
         instance_resp = agent.get(path(), timeout=HANG)
     finally:
-        query_none(holder, "ROLLBACK")
+        run_sql(holder, "ROLLBACK")
     assert resp.status_code == 200, resp.text
     assert db_resp.status_code == 200 and instance_resp.status_code == 200
     assert by_name(resp.json()["tables"])["city"]["locked"] is True

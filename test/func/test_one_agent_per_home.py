@@ -11,10 +11,11 @@ import sys
 import psycopg2
 import pytest
 
+from devsupport.agentproc import AgentProcess
+from devsupport.sql import run_sql
 from temboardagent.tasks.model import to_us, utcnow
 
-from .agentproc import AgentProcess
-from .helpers import run_sql, wait_for
+from .helpers import wait_for
 
 DB = "homedb"
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from .agentproc import AgentProcess
+from devsupport.agentproc import AgentProcess
+
 from .helpers import built_agent
 
 

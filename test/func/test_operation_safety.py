@@ -13,7 +13,8 @@ import threading
 import psycopg2
 import pytest
 
-from .agentproc import AgentProcess
+from devsupport.agentproc import AgentProcess
+
 from .test_maintenance_ops import (
     filenode,
     index_path,

@@ -13,7 +13,9 @@ import threading
 import psycopg2
 import pytest
 
-from .helpers import HANG, drop_database, run_sql, wait_for
+from devsupport.sql import run_sql
+
+from .helpers import HANG, drop_database, wait_for
 
 DB = "progress_db"
 DEADLINE = HANG

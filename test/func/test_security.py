@@ -18,18 +18,15 @@ from urllib.parse import quote
 
 import pytest
 
-from temboardagent.embedded import EmbeddedCluster, throwaway_cluster
+from devsupport.agentproc import AgentProcess
+from devsupport.sql import run_sql
+from temboardagent.embedded import throwaway_cluster
 
-from .agentproc import AgentProcess
-from .helpers import HANG, drop_database, route_table, run_sql, wait_for
+from .helpers import HANG, drop_database, route_table, wait_for
 
 LATER = {"datetime": "2100-01-01T00:00:00Z"}  # far enough never to run
 SESSIONS: list[str] = []  # every session id handed out in this module
 AGENTS: list[AgentProcess] = []  # every agent started in this module
-
-
-def _sql(pg: EmbeddedCluster, dbname: str, query: str, params=None) -> list[tuple]:
-    return run_sql(pg, query, params, dbname)
 
 
 def _start(agent: AgentProcess) -> AgentProcess:
@@ -52,12 +49,12 @@ def env(tmp_path_factory):
     agent = None
     with throwaway_cluster(base / "pg") as pg:
         try:
-            _sql(pg, "postgres", "CREATE DATABASE sec")
-            _sql(
+            run_sql(pg, "CREATE DATABASE sec", dbname="postgres")
+            run_sql(
                 pg,
-                "sec",
                 "CREATE TABLE public.sentinel (id int PRIMARY KEY);"
                 "INSERT INTO public.sentinel VALUES (1); ANALYZE public.sentinel",
+                dbname="sec",
             )
             agent = _start(AgentProcess(base / "agent", pg))
             _login(agent)
@@ -285,7 +282,7 @@ def test_hostile_names_in_every_path_parameter(env, tmp_path):
     session = {"X-Session": agent.session_id}
     raw = _Client(agent)
     pending = _pending_count(agent)
-    tables = _sql(env.pg, "sec", "SELECT count(*) FROM pg_class")
+    tables = run_sql(env.pg, "SELECT count(*) FROM pg_class", dbname="sec")
     seen = {}
     sent = 0
     for route in route_table(tmp_path):
@@ -305,8 +302,8 @@ def test_hostile_names_in_every_path_parameter(env, tmp_path):
                 assert status in allowed, (route.method, path, status, reply)
                 assert reply.startswith(b'{"error"') or status == 200
     print(f"\nhostile names: {sent} requests, statuses {seen}")
-    assert _sql(env.pg, "sec", "SELECT id FROM public.sentinel") == [(1,)]
-    assert _sql(env.pg, "sec", "SELECT count(*) FROM pg_class") == tables
+    assert run_sql(env.pg, "SELECT id FROM public.sentinel", dbname="sec") == [(1,)]
+    assert run_sql(env.pg, "SELECT count(*) FROM pg_class", dbname="sec") == tables
     assert _pending_count(agent) == pending, "a hostile name scheduled an operation"
     log = (env.pg.basedir / "postgresql.log").read_text(errors="replace")
     assert "syntax error" not in log
@@ -320,13 +317,13 @@ def test_quoted_identifiers(env):
     table = "t'; DELETE FROM public.sentinel; --\\"
     index = 'i"x;'
     long_table = "l" * 63
-    _sql(
+    run_sql(
         env.pg,
-        "sec",
         "CREATE SCHEMA {s}; CREATE TABLE {s}.{t} (id int); CREATE INDEX {i} ON {s}.{t} (id);"
         "CREATE TABLE public.{lt} (id int)".format(
             s=_ident(schema), t=_ident(table), i=_ident(index), lt=_ident(long_table)
         ),
+        dbname="sec",
     )
     base = f"/maintenance/sec/schema/{quote(schema, safe='')}"
     resp = agent.get(base)
@@ -357,7 +354,7 @@ def test_quoted_identifiers(env):
             assert time.monotonic() < deadline, item
             time.sleep(0.1)
         assert item["status"] == "done", item
-    assert _sql(env.pg, "sec", "SELECT id FROM public.sentinel") == [(1,)]
+    assert run_sql(env.pg, "SELECT id FROM public.sentinel", dbname="sec") == [(1,)]
 
 
 def test_name_over_63_bytes_is_not_its_truncation(env):
@@ -366,7 +363,7 @@ def test_name_over_63_bytes_is_not_its_truncation(env):
     operation is scheduled under a name that no object has (lists, duplicate
     and conflict detection then disagree with the table's own operations)."""
     agent = env.agent
-    _sql(env.pg, "sec", "CREATE TABLE IF NOT EXISTS public.{} (id int)".format("m" * 63))
+    run_sql(env.pg, "CREATE TABLE IF NOT EXISTS public.{} (id int)".format("m" * 63), dbname="sec")
     for path in (
         f"/maintenance/sec/schema/public/table/{'m' * 64}",
         f"/maintenance/sec/schema/public/table/{'m' * 64}/vacuum/scheduled",
@@ -385,13 +382,12 @@ def test_name_limit_is_counted_in_the_database_encoding(env):
     agent = env.agent
     _login(agent)
     table = "é" * 40
-    _sql(
+    run_sql(
         env.pg,
-        "postgres",
         "CREATE DATABASE latin1 ENCODING 'LATIN1' LC_COLLATE 'C' LC_CTYPE 'C' TEMPLATE template0",
     )
     try:
-        _sql(env.pg, "latin1", f"CREATE TABLE public.{_ident(table)} (id int)")
+        run_sql(env.pg, f"CREATE TABLE public.{_ident(table)} (id int)", dbname="latin1")
         path = f"/maintenance/latin1/schema/public/table/{quote(table, safe='')}"
         assert agent.get(path).status_code == 200
         assert agent.get(path + "/analyze/scheduled").status_code == 200
@@ -414,8 +410,8 @@ def test_newline_in_a_name_never_ends_a_sql_comment(env):
     injected = ";BEGIN READ WRITE;CREATE TABLE public.inj();COMMIT;--"  # < 63 bytes
     table = "x\n" + injected
     dbname = "d\n" + injected
-    _sql(env.pg, "sec", f"CREATE TABLE public.{_ident(table)} (id int)")
-    _sql(env.pg, "postgres", f"CREATE DATABASE {_ident(dbname)}")
+    run_sql(env.pg, f"CREATE TABLE public.{_ident(table)} (id int)", dbname="sec")
+    run_sql(env.pg, f"CREATE DATABASE {_ident(dbname)}", dbname="postgres")
     try:
         for path in (
             f"/maintenance/sec/schema/public/table/{quote(table, safe='')}/analyze",
@@ -426,7 +422,7 @@ def test_newline_in_a_name_never_ends_a_sql_comment(env):
             assert agent.delete("/maintenance/analyze/" + resp.json()["id"]).status_code == 200
         for db in ("sec", "postgres"):
             query = "SELECT count(*) FROM pg_catalog.pg_class WHERE relname = 'inj'"
-            assert _sql(env.pg, db, query) == [(0,)]
+            assert run_sql(env.pg, query, dbname=db) == [(0,)]
     finally:
         drop_database(env.pg, dbname)
 

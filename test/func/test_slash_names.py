@@ -8,7 +8,7 @@ from urllib.parse import quote
 
 import pytest
 
-from .helpers import run_sql
+from devsupport.sql import run_sql
 
 DB = "slash/db%+ \"q'"
 SCHEMA = "s/1 %2F +\"q'"

@@ -16,13 +16,12 @@ from typing import Any
 import psycopg2
 import pytest
 
+from devsupport.agentproc import AgentProcess
+from devsupport.sql import run_sql
 from temboardagent.jsonstream import dump_json
 from temboardagent.plugins.maintenance import catalog
 from temboardagent.plugins.maintenance.sql import load_sql
 from temboardagent.web.replies import CHUNK_SIZE
-
-from .agentproc import AgentProcess
-from .helpers import run_sql
 
 DB = "streaming"
 TABLES = 150  # ~1 kB of JSON each with its index: the page is streamed (> CHUNK_SIZE)

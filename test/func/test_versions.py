@@ -9,9 +9,10 @@ from __future__ import annotations
 import psycopg2
 import pytest
 
+from devsupport.sql import run_sql
 from temboardagent.plugins.maintenance import catalog, openapi, versions
 
-from .helpers import drop_database, run_sql, settle_stats
+from .helpers import drop_database, settle_stats
 
 DB = "versions_db"
 

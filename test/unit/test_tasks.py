@@ -334,12 +334,13 @@ def test_failing_worker(make, fake):
 
 
 def test_system_exit_does_not_kill_pool(make):
-    tm = make(workers=1)
+    tm = make(workers=1, start=False)
 
     def bad(ctx):
         raise SystemExit(3)
 
     tm.register_worker("bad", bad, conflict_keys=lambda t: [])
+    tm.start()
     a = tm.schedule("bad", {}, {})
     wait_for(lambda: status(tm, a.id) == "failed")
     assert tm.get(a.id).error == "3"
@@ -348,12 +349,13 @@ def test_system_exit_does_not_kill_pool(make):
 
 
 def test_conflict_keys_error_fails_task_not_scheduler(make):
-    tm = make()
+    tm = make(start=False)
 
     def keys(task):
         raise LookupError("no dbname")
 
     tm.register_worker("badkeys", lambda ctx: None, conflict_keys=keys)
+    tm.start()
     a = tm.schedule("badkeys", {}, {})
     wait_for(lambda: status(tm, a.id) == "failed")
     assert tm.get(a.id).error == "conflict keys: no dbname"

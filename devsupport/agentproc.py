@@ -1,4 +1,4 @@
-"""Run a real agent process for functional tests."""
+"""Run a real agent process (tests, benchmarks, dev tools)."""
 
 from __future__ import annotations
 

@@ -4,8 +4,8 @@ Starts a throwaway PostgreSQL cluster with a fixture database, this agent (as th
 functional tests start it), and the unmodified temboard UI 7.11 from its own
 virtualenv (HTTPS, its repository database on the same cluster, admin/admin). A
 :class:`Browser` drives Debian's Chromium through chromedriver (selenium), so the UI's
-own JavaScript makes every agent call. Used by the tests in this folder and by
-``dev/ui_e2e.py`` (manual modes).
+own JavaScript makes every agent call. Used by the end-to-end tests (``test/e2e``) and
+by ``dev/ui_e2e.py`` (manual modes).
 """
 
 from __future__ import annotations
@@ -25,8 +25,9 @@ from urllib.parse import quote
 import psycopg2
 import requests
 
+from devsupport.agentproc import AgentProcess
+from devsupport.sql import run_sql
 from temboardagent.embedded import EmbeddedCluster, free_port, make_self_signed_cert
-from test.func.agentproc import AgentProcess
 
 UI_VERSION = "7.11"
 # temboard 7.11 declares open-ended requirements, but it needs libraries of its era: its
@@ -308,14 +309,7 @@ class Stack:
 
     def sql(self, query: str, params: Any = None, dbname: str = DB) -> list[tuple]:
         """Run ``query`` as superuser in autocommit; its rows if any."""
-        conn = psycopg2.connect(self.pg.dsn(dbname))
-        conn.autocommit = True
-        try:
-            with conn.cursor() as cur:
-                cur.execute(query, params)
-                return cur.fetchall() if cur.description else []
-        finally:
-            conn.close()
+        return run_sql(self.pg, query, params, dbname)
 
     def api(self, path: str) -> Any:
         """GET ``path`` from the agent directly (with the key), as JSON."""
