@@ -1,7 +1,8 @@
 """Does this database, schema, table or index exist? One guard, one set of queries.
 
 Reads and writes look objects up with the same ``sql/named_*.sql`` queries (the
-read pages include them in their ``*_context.sql`` query) and the same guards:
+schema and table pages include them in their ``*_context.sql`` query) and the
+same guards:
 
 - names are only ever bound parameters;
 - a name PostgreSQL would truncate to 63 bytes (``NAMEDATALEN - 1``) is not its
@@ -12,7 +13,9 @@ read pages include them in their ``*_context.sql`` query) and the same guards:
 
 A missing object raises :class:`NotFound` naming it (:func:`not_found`).
 Write-side checks (before an operation is scheduled, or a list is read) use
-short-lived pooled connections with the read timeouts.
+short-lived pooled connections with the read timeouts, as do the other facts
+read before scheduling: the server version, the indexes REINDEX CONCURRENTLY
+cannot rebuild.
 """
 
 from __future__ import annotations
