@@ -15,9 +15,10 @@ from typing import Any, Iterable, Mapping
 
 from . import __version__
 from .plugins import PluginError
+from .tasks import ID_PATTERN
 
 #: a task id (8 lowercase hexadecimal digits), as the task manager makes them
-TASK_ID = {"type": "string", "pattern": "^[0-9a-f]{8}$", "example": "229cc880"}
+TASK_ID = {"type": "string", "pattern": f"^{ID_PATTERN}$", "example": "229cc880"}
 
 #: what an error reply means, by status; a plugin extends it with its own statuses
 ERROR_TEXT = {

@@ -15,6 +15,7 @@ from .manager import (
 )
 from .model import (
     FINISHED,
+    ID_PATTERN,
     PENDING,
     STATUSES,
     Task,
@@ -29,6 +30,7 @@ __all__ = [
     "CRASH_REASON",
     "ConflictKey",
     "FINISHED",
+    "ID_PATTERN",
     "PENDING",
     "SHUTDOWN_REASON",
     "STATUSES",

@@ -11,7 +11,9 @@ PENDING = ("todo", "queued", "doing")
 FINISHED = ("done", "failed", "canceled", "aborted")
 STATUSES = PENDING + FINISHED
 
-ID_RE = re.compile(r"[0-9a-f]{8}\Z")
+#: a task id: 8 lowercase hexadecimal digits (routes and the OpenAPI document use it too)
+ID_PATTERN = "[0-9a-f]{8}"
+ID_RE = re.compile(ID_PATTERN + r"\Z")
 
 UTC = timezone.utc  # datetime.UTC needs Python 3.11
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)

@@ -22,6 +22,8 @@ import pytest
 from devsupport.agentproc import AgentProcess
 from devsupport.sql import run_sql
 
+from .helpers import drop_database
+
 DB = "lp"
 CLOSED = "lp_closed"  # no CONNECT for PUBLIC
 MONITOR = "lp_monitor"
@@ -47,17 +49,6 @@ ANALYZE;
 
 def server_version(pg) -> int:
     return int(run_sql(pg, "SHOW server_version_num")[0][0])
-
-
-def drop_database(pg, name: str) -> None:
-    """DROP DATABASE, closing its sessions first (WITH (FORCE) needs PostgreSQL 13)."""
-    run_sql(
-        pg,
-        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-        "WHERE datname = %s AND pid <> pg_backend_pid()",
-        (name,),
-    )
-    run_sql(pg, f"DROP DATABASE IF EXISTS {name}")
 
 
 @pytest.fixture(scope="module")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import threading
 from datetime import datetime, timedelta, timezone
 
@@ -10,12 +11,12 @@ import pytest
 from temboardagent.errors import BadRequest, NotAcceptable
 from temboardagent.plugins.maintenance.operations import (
     conflict_keys,
-    is_operation_id,
     kind_of,
     make_target,
     operation_id,
     worker_name,
 )
+from temboardagent.plugins.maintenance.paths import PATTERNS
 from temboardagent.plugins.maintenance.payloads import (
     history_item,
     list_item,
@@ -30,6 +31,7 @@ from temboardagent.plugins.maintenance.statements import (
     render_statement,
 )
 from temboardagent.tasks import Task, conflicts
+from temboardagent.tasks.model import ID_RE
 
 UTC = timezone.utc
 
@@ -154,13 +156,13 @@ def test_operation_id_matches_spec_examples(args, expected):
 
 
 def test_operation_id_shape():
+    """Ids match the pattern routes and the task manager accept, and nothing else does."""
     value = operation_id("vacuum", "db")
-    assert is_operation_id(value)
-    assert not is_operation_id("9CE6426B")
-    assert not is_operation_id("9ce6426")
-    assert not is_operation_id("9ce6426bb")
-    assert not is_operation_id("../../x")
-    assert not is_operation_id("9ce6426b\n")
+    assert ID_RE.match(value)
+    assert re.fullmatch(PATTERNS["operation"], value)
+    for bad in ("9CE6426B", "9ce6426", "9ce6426bb", "../../x", "9ce6426b\n"):
+        assert not ID_RE.match(bad)
+        assert not re.fullmatch(PATTERNS["operation"], bad)
 
 
 def test_worker_names():

@@ -43,9 +43,9 @@ from ...jsonstream import JSONArray
 from ...tasks import PENDING, STATUSES, TaskExists, TaskFinished, TaskNotFound
 from .. import PluginContext, Request
 from . import lookup, paths, privileges, progress
+from .limits import read_connection
 from .operations import (
     KINDS,
-    is_operation_id,
     make_target,
     operation_id,
     pending_filter,
@@ -82,12 +82,7 @@ class OperationRoutes:
         self.progress = progress.ProgressReader(self._read_connection, relations)
 
     def _read_connection(self, dbname: str | None = None, pooled: bool = True) -> Any:
-        return self.ctx.connect(
-            dbname,
-            pooled=pooled,
-            statement_timeout=self.settings.statement_timeout,
-            lock_timeout=self.settings.lock_timeout,
-        )
+        return read_connection(self.ctx, self.settings, dbname, pooled)
 
     def _with_progress(self, tasks: list[Any], items: list[dict[str, Any]]) -> list[dict]:
         """Add ``progress`` to each item: an object while running, else null."""
@@ -221,7 +216,7 @@ class OperationRoutes:
         return JSONArray({**history_item(task), "progress": running.get(task.id)} for task in tasks)
 
     def _get(self, kind: str, operation: str) -> Any:
-        task = self.ctx.tasks.get(operation) if is_operation_id(operation) else None
+        task = self.ctx.tasks.get(operation)  # routed only when 8 hex digits
         if task is None or task.worker != worker_name(kind):
             raise NotFound(f"Operation '{operation}' not found.")
         return task

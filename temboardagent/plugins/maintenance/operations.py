@@ -19,8 +19,6 @@ from __future__ import annotations
 import hashlib
 from typing import TYPE_CHECKING, Any, Mapping
 
-from ...tasks.model import ID_RE
-
 if TYPE_CHECKING:  # pragma: no cover
     from ...tasks import Task
 
@@ -40,11 +38,6 @@ def kind_of(worker: str) -> str | None:
     if worker.startswith(WORKER_PREFIX) and worker[len(WORKER_PREFIX) :] in KINDS:
         return worker[len(WORKER_PREFIX) :]
     return None
-
-
-def is_operation_id(value: str) -> bool:
-    """True for 8 lowercase hexadecimal digits."""
-    return bool(ID_RE.match(value))
 
 
 def operation_id(

@@ -6,6 +6,8 @@ fragment (:mod:`.openapi`) both use them.
 
 from __future__ import annotations
 
+from ...tasks import ID_PATTERN
+
 BASE = "/maintenance"
 ADVICE = BASE + "/advice"
 ACTIVITY = BASE + "/activity"
@@ -19,7 +21,7 @@ REINDEX_TABLE_ALIAS = SCHEMA + "/{index}/table/{table}/reindex/scheduled"
 
 #: what a path parameter must match to be routed: an operation id is 8 hex
 #: digits, so other words (``history``, ``scheduled``) reach their own routes
-PATTERNS = {"operation": "[0-9a-f]{8}"}
+PATTERNS = {"operation": ID_PATTERN}
 
 
 def action(target: str, kind: str) -> str:

@@ -25,6 +25,7 @@ from typing import Any, Sequence
 
 from ...errors import Forbidden
 from .. import PluginContext
+from .limits import read_connection
 from .settings import MaintenanceSettings
 from .sql import load_sql
 
@@ -78,12 +79,6 @@ def database_denial(kind: str, dbname: str, row: dict[str, Any], whole: bool = T
     return None
 
 
-def _connect(ctx: PluginContext, settings: MaintenanceSettings, dbname: str | None) -> Any:
-    return ctx.connect(
-        dbname, statement_timeout=settings.statement_timeout, lock_timeout=settings.lock_timeout
-    )
-
-
 def check(
     ctx: PluginContext,
     settings: MaintenanceSettings,
@@ -95,7 +90,7 @@ def check(
     ``target`` is an existing operation target (see ``operations.make_target``).
     """
     dbname = target["dbname"]
-    with _connect(ctx, settings, None) as conn, conn.cursor() as cur:
+    with read_connection(ctx, settings, None) as conn, conn.cursor() as cur:
         cur.execute(load_sql("database_privileges"), {"dbname": dbname})
         names = [d.name for d in cur.description]
         row = cur.fetchone()
@@ -107,7 +102,7 @@ def check(
         raise Forbidden(reason)
     if whole:
         return
-    with _connect(ctx, settings, dbname) as conn:
+    with read_connection(ctx, settings, dbname) as conn:
         reason = target_denial(conn, kind, target)
     if reason is not None:
         raise Forbidden(reason)
