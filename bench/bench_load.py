@@ -28,6 +28,8 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 
+from devsupport.sql import create_database
+
 TABLES = 10
 DAYS = 5  # distinct future datetimes per table
 DATABASE = "load"
@@ -35,23 +37,13 @@ DATABASE = "load"
 
 def prepare(pg) -> None:
     """Database ``load`` with a few small tables (called once per cluster)."""
-    import psycopg2
-
-    conn = psycopg2.connect(pg.dsn())
-    conn.autocommit = True
-    with conn.cursor() as cur:
-        cur.execute(f"CREATE DATABASE {DATABASE}")
-    conn.close()
-    conn = psycopg2.connect(pg.dsn(DATABASE))
-    conn.autocommit = True
-    with conn.cursor() as cur:
-        for i in range(TABLES):
-            cur.execute(
-                f"CREATE TABLE t{i} (id int PRIMARY KEY, v text);"
-                f"INSERT INTO t{i} SELECT g, md5(g::text) FROM generate_series(1, 500) g;"
-                f"ANALYZE t{i}"
-            )
-    conn.close()
+    setup = "".join(
+        f"CREATE TABLE t{i} (id int PRIMARY KEY, v text);"
+        f"INSERT INTO t{i} SELECT g, md5(g::text) FROM generate_series(1, 500) g;"
+        f"ANALYZE t{i};"
+        for i in range(TABLES)
+    )
+    create_database(pg, DATABASE, setup)
 
 
 def _requests(rng: random.Random) -> tuple[str, str, bytes | None]:

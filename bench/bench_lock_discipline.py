@@ -21,6 +21,7 @@ import time
 import psycopg2
 
 from bench.common import cluster_and_agent
+from devsupport.sql import create_database
 
 DB = "bench_locks"
 
@@ -138,16 +139,12 @@ def main() -> None:
     parser.add_argument("--hold", type=float, default=6.0)
     args = parser.parse_args()
     with cluster_and_agent() as (pg, agent):
-        conn = psycopg2.connect(pg.dsn("postgres"))
-        conn.autocommit = True
-        conn.cursor().execute(f"CREATE DATABASE {DB}")
-        conn.close()
-        conn = connect(pg)
-        conn.cursor().execute(
+        create_database(
+            pg,
+            DB,
             "CREATE TABLE hot (id int PRIMARY KEY, v text);"
-            " INSERT INTO hot SELECT g, md5(g::text) FROM generate_series(1, 10000) g"
+            " INSERT INTO hot SELECT g, md5(g::text) FROM generate_series(1, 10000) g",
         )
-        conn.close()
         bench_readers(pg, agent, args.hold)
         print("\n2. Database-wide VACUUM (ANALYZE)")
         for tables in args.tables:

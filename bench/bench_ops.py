@@ -36,6 +36,7 @@ import requests
 import urllib3
 
 from bench.common import bare_server, cluster_and_agent, wrk_rps
+from devsupport.sql import create_database
 
 urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
 
@@ -334,20 +335,12 @@ def main() -> None:
     args = parser.parse_args()
     skip = set(args.skip.split(",")) - {""}
     with cluster_and_agent() as (pg, agent):
-        conn = psycopg2.connect(pg.dsn("postgres"))
-        conn.autocommit = True
-        with conn.cursor() as cur:
-            cur.execute(f"CREATE DATABASE {DB}")
-        conn.close()
-        conn = psycopg2.connect(pg.dsn(DB))
-        conn.autocommit = True
-        with conn.cursor() as cur:
-            for i in range(max(args.ops, 10)):
-                cur.execute(
-                    f"CREATE TABLE d{i} (id int PRIMARY KEY);"
-                    f" INSERT INTO d{i} SELECT generate_series(1, 1000)"
-                )
-        conn.close()
+        setup = "".join(
+            f"CREATE TABLE d{i} (id int PRIMARY KEY);"
+            f" INSERT INTO d{i} SELECT generate_series(1, 1000);"
+            for i in range(max(args.ops, 10))
+        )
+        create_database(pg, DB, setup)
         print(f"CPUs: {__import__('os').cpu_count()} (client, agent and PostgreSQL share them)")
         if "1" not in skip:
             bench_delays(agent, pg, args.ops)

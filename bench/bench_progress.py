@@ -17,6 +17,7 @@ import time
 import psycopg2
 
 from bench.common import cluster_and_agent, latencies
+from devsupport.sql import create_database
 
 DB = "bench_progress"
 
@@ -29,17 +30,9 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=200, help="requests per measurement")
     args = parser.parse_args()
     with cluster_and_agent(extra_conf="") as (pg, agent):
-        conn = psycopg2.connect(pg.dsn())
-        conn.autocommit = True
-        with conn.cursor() as cur:
-            cur.execute(f"CREATE DATABASE {DB}")
-        conn.close()
-        conn = psycopg2.connect(pg.dsn(DB))
-        conn.autocommit = True
         tables = [f"t{i}" for i in range(args.ops)]
-        with conn.cursor() as cur:
-            for table in tables:
-                cur.execute(f"CREATE TABLE {table} (i int); INSERT INTO {table} VALUES (1)")
+        setup = "".join(f"CREATE TABLE {t} (i int); INSERT INTO {t} VALUES (1);" for t in tables)
+        create_database(pg, DB, setup)
         holder = psycopg2.connect(pg.dsn(DB))
         with holder.cursor() as cur:
             cur.execute(

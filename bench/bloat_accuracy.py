@@ -29,6 +29,7 @@ from typing import Any, Callable
 import psycopg2
 
 from bench.common import cluster_and_agent
+from devsupport.sql import create_database
 
 DB = "bloat_bench"
 
@@ -293,10 +294,7 @@ def main() -> None:
     args = parser.parse_args()
     results: list[tuple] = []
     with cluster_and_agent() as (pg, agent):
-        admin = psycopg2.connect(pg.dsn())
-        admin.autocommit = True
-        admin.cursor().execute(f"CREATE DATABASE {DB}")
-        admin.close()
+        create_database(pg, DB)
         conn = psycopg2.connect(pg.dsn(DB))
         conn.autocommit = True
         cur = conn.cursor()

@@ -6,6 +6,7 @@ from typing import Any
 
 import psycopg2
 import psycopg2.extensions
+import psycopg2.sql
 
 from temboardagent.embedded import EmbeddedCluster
 
@@ -36,3 +37,15 @@ def run_sql(
         return run_sql(conn, query, params)
     finally:
         conn.close()
+
+
+def create_database(
+    pg: EmbeddedCluster, name: str, setup: Any = None, *, replace: bool = False
+) -> None:
+    """CREATE DATABASE ``name`` (dropped first with ``replace``), then run ``setup`` in it."""
+    ident = psycopg2.sql.Identifier(name)
+    if replace:
+        run_sql(pg, psycopg2.sql.SQL("DROP DATABASE IF EXISTS {}").format(ident))
+    run_sql(pg, psycopg2.sql.SQL("CREATE DATABASE {}").format(ident))
+    if setup:
+        run_sql(pg, setup, dbname=name)

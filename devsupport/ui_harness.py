@@ -26,7 +26,7 @@ import psycopg2
 import requests
 
 from devsupport.agentproc import AgentProcess
-from devsupport.sql import run_sql
+from devsupport.sql import create_database, run_sql
 from temboardagent.embedded import EmbeddedCluster, free_port, make_self_signed_cert
 
 UI_VERSION = "7.11"
@@ -268,17 +268,8 @@ level = INFO
 
 def make_fixture(pg: EmbeddedCluster) -> None:
     """The ``e2e_shop`` database the pages show."""
-    conn = psycopg2.connect(pg.dsn())
-    conn.autocommit = True
-    with conn.cursor() as cur:
-        cur.execute(f"CREATE DATABASE {DB}")
-    conn.close()
-    conn = psycopg2.connect(pg.dsn(DB))
-    conn.autocommit = True
-    with conn.cursor() as cur:
-        cur.execute(FIXTURE_SQL)
-        cur.execute("ANALYZE")
-    conn.close()
+    create_database(pg, DB, FIXTURE_SQL)
+    run_sql(pg, "ANALYZE", dbname=DB)
 
 
 class Stack:

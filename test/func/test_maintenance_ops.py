@@ -15,6 +15,7 @@ import psycopg2
 import pytest
 
 from devsupport.agentproc import AgentProcess
+from devsupport.sql import create_database
 from temboardagent.plugins.maintenance.operations import make_target as mk
 from temboardagent.plugins.maintenance.statements import build_statement, render_statement
 
@@ -158,30 +159,21 @@ def cancel_all(agent, kind: str) -> None:
 
 
 def _create_db(pg, name: str) -> None:
-    conn = psycopg2.connect(pg.dsn("postgres"))
-    conn.autocommit = True
-    with conn.cursor() as cur:
-        cur.execute(f"DROP DATABASE IF EXISTS {q(name)}")
-        cur.execute(f"CREATE DATABASE {q(name)}")
-    conn.close()
-    conn = psycopg2.connect(pg.dsn(name))
-    conn.autocommit = True
-    with conn.cursor() as cur:
-        for table in ("t1", "t2", "t3", "t4", "t5", "locked", "locked2"):
-            cur.execute(
-                f"CREATE TABLE {table} (id int PRIMARY KEY, v text);"
-                f" INSERT INTO {table} SELECT g, md5(g::text) FROM generate_series(1, 2000) g;"
-                f" CREATE INDEX {table}_v ON {table} (v);"
-                f" DELETE FROM {table} WHERE id % 3 = 0;"
-            )
-        cur.execute(f"CREATE SCHEMA {q(ODD_SCHEMA)}")
-        cur.execute(
-            f"CREATE TABLE {q(ODD_SCHEMA)}.{q(ODD_TABLE)} (id int, v text);"
-            f" INSERT INTO {q(ODD_SCHEMA)}.{q(ODD_TABLE)}"
-            " SELECT g, 'x' FROM generate_series(1, 500) g;"
-            f" CREATE INDEX {q(ODD_INDEX)} ON {q(ODD_SCHEMA)}.{q(ODD_TABLE)} (id);"
-        )
-    conn.close()
+    setup = "".join(
+        f"CREATE TABLE {table} (id int PRIMARY KEY, v text);"
+        f" INSERT INTO {table} SELECT g, md5(g::text) FROM generate_series(1, 2000) g;"
+        f" CREATE INDEX {table}_v ON {table} (v);"
+        f" DELETE FROM {table} WHERE id % 3 = 0;"
+        for table in ("t1", "t2", "t3", "t4", "t5", "locked", "locked2")
+    )
+    setup += (
+        f"CREATE SCHEMA {q(ODD_SCHEMA)};"
+        f" CREATE TABLE {q(ODD_SCHEMA)}.{q(ODD_TABLE)} (id int, v text);"
+        f" INSERT INTO {q(ODD_SCHEMA)}.{q(ODD_TABLE)}"
+        " SELECT g, 'x' FROM generate_series(1, 500) g;"
+        f" CREATE INDEX {q(ODD_INDEX)} ON {q(ODD_SCHEMA)}.{q(ODD_TABLE)} (id);"
+    )
+    create_database(pg, name, setup, replace=True)
 
 
 @pytest.fixture(scope="module")

@@ -14,6 +14,7 @@ import psycopg2
 import pytest
 
 from devsupport.agentproc import AgentProcess
+from devsupport.sql import create_database
 
 from .test_maintenance_ops import (
     filenode,
@@ -28,20 +29,6 @@ from .test_maintenance_ops import (
 
 DB = "safety_db"
 BUSY_DB = "safety_busy_db"
-
-
-def _create_db(pg, name: str, setup: str) -> None:
-    conn = psycopg2.connect(pg.dsn("postgres"))
-    conn.autocommit = True
-    with conn.cursor() as cur:
-        cur.execute(f"DROP DATABASE IF EXISTS {q(name)}")
-        cur.execute(f"CREATE DATABASE {q(name)}")
-    conn.close()
-    conn = psycopg2.connect(pg.dsn(name))
-    conn.autocommit = True
-    with conn.cursor() as cur:
-        cur.execute(setup)
-    conn.close()
 
 
 SETUP = """
@@ -69,8 +56,8 @@ CREATE TABLE plain (id int PRIMARY KEY);
 
 @pytest.fixture(scope="module")
 def dbs(pg):
-    _create_db(pg, DB, SETUP)
-    _create_db(pg, BUSY_DB, BUSY_SETUP)
+    create_database(pg, DB, SETUP, replace=True)
+    create_database(pg, BUSY_DB, BUSY_SETUP, replace=True)
 
 
 def _start(workdir, pg, name: str, extra: str) -> AgentProcess:
