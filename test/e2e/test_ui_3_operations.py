@@ -134,7 +134,8 @@ def test_vacuum_now_refreshes_the_table_page(agent_session, stack):
     assert browser.vue("vm.getLatestVacuum().date") == api["last_vacuum"]
     assert f"(~ {api['n_dead_tup']} dead)" in browser.text("#app")
     assert "Last VACUUM:" in browser.text("#app")
-    assert "seconds ago" in browser.text("#app").split("Last VACUUM:")[1].split("\n")[0]
+    # shown relative to now ("a few seconds ago", "a minute ago" on a slow machine)
+    assert browser.text("#app").split("Last VACUUM:")[1].split("\n")[0].rstrip().endswith(" ago")
     assert browser.driver.execute_script("return window.__same_document === true;")
     assert browser.visible(f"a[href='{VACUUM_LIST}']") is None, "the list is empty again"
     browser.screenshot("10-table-vacuum-refreshed")

@@ -8,6 +8,7 @@ import tempfile
 from pathlib import Path
 
 import psycopg2
+import psycopg2.sql
 import pytest
 
 from devsupport.agentproc import AgentProcess
@@ -42,6 +43,26 @@ def pgconn(pg):
 
     yield connect
     for conn in conns:
+        conn.close()
+
+
+@pytest.fixture
+def locker(pg, request):
+    """``lock(table, mode="SHARE", db=<the module's DB>, schema="public")`` holds a lock
+    in an open transaction until the test ends."""
+    conns = []
+
+    def lock(table: str, mode: str = "SHARE", db: str | None = None, schema: str = "public"):
+        conn = psycopg2.connect(pg.dsn(db or request.module.DB))
+        conns.append(conn)
+        with conn.cursor() as cur:
+            name = psycopg2.sql.Identifier(schema, table)
+            cur.execute(psycopg2.sql.SQL(f"LOCK TABLE {{}} IN {mode} MODE").format(name))
+        return conn
+
+    yield lock
+    for conn in conns:
+        conn.rollback()
         conn.close()
 
 

@@ -11,7 +11,6 @@ import sqlite3
 import time
 from datetime import datetime, timedelta, timezone
 
-import psycopg2
 import pytest
 
 from devsupport.agentproc import AgentProcess
@@ -184,24 +183,6 @@ def ops(pg, agent):
     yield agent
     for kind in ("vacuum", "analyze", "reindex"):
         cancel_all(agent, kind)
-
-
-@pytest.fixture
-def locker(pg):
-    """``lock(table, mode)`` holds a lock in an open transaction until the test ends."""
-    conns = []
-
-    def lock(table: str, mode: str = "SHARE", db: str = DB, schema: str = "public"):
-        conn = psycopg2.connect(pg.dsn(db))
-        conns.append(conn)
-        with conn.cursor() as cur:
-            cur.execute(f"LOCK TABLE {q(schema)}.{q(table)} IN {mode} MODE")
-        return conn
-
-    yield lock
-    for conn in conns:
-        conn.rollback()
-        conn.close()
 
 
 # Statement text is what PostgreSQL's quoting gives

@@ -8,7 +8,6 @@ import sqlite3
 import subprocess
 import sys
 
-import psycopg2
 import pytest
 
 from devsupport.agentproc import AgentProcess
@@ -47,23 +46,6 @@ def agents(pg, tmp_path):
     yield make
     for proc in started:
         proc.stop()
-
-
-@pytest.fixture
-def locker(pg):
-    conns = []
-
-    def lock(table: str):
-        conn = psycopg2.connect(pg.dsn(DB))
-        conns.append(conn)
-        with conn.cursor() as cur:
-            cur.execute(f"LOCK TABLE public.{table} IN SHARE MODE")
-        return conn
-
-    yield lock
-    for conn in conns:
-        conn.rollback()
-        conn.close()
 
 
 def _op(agent: AgentProcess, op_id: str) -> dict:
