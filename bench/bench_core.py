@@ -16,12 +16,11 @@ from __future__ import annotations
 
 import argparse
 import http.client
-import socket
 import ssl
-import threading
 import time
 
 from bench.common import bare_server, cluster_and_agent, python_rps, rss_kib, wrk_rps
+from devsupport.slowclients import trickling_clients
 
 
 def _rps(port: int, headers: dict, clients: int, seconds: int) -> tuple[float, str]:
@@ -51,37 +50,8 @@ def _fresh_get(port: int, headers: dict, timeout: float = 60) -> float:
 def _with_tricklers(port: int, headers: dict, count: int) -> float:
     """Worst of 3 fresh GETs while ``count`` clients trickle (half of them inside TLS,
     half in the TLS handshake), once all are connected."""
-    stop = threading.Event()
-    connected = threading.Semaphore(0)
-
-    def slow(tls_first: bool) -> None:
-        try:
-            raw = socket.create_connection(("127.0.0.1", port), timeout=60)
-            sock = _client_ctx().wrap_socket(raw) if tls_first else raw
-            data = b"GET /profile HTTP/1.1\r\nHost: x\r\nX-Slow: " + b"s" * 100
-            if not tls_first:
-                data = bytes.fromhex("1603010200") + b"\x01" * 100
-            sock.send(data[:1])
-            connected.release()
-            for byte in data[1:]:
-                if stop.wait(1):
-                    break
-                sock.send(bytes([byte]))
-            sock.close()
-        except OSError:
-            connected.release()
-
-    threads = [threading.Thread(target=slow, args=(i % 2 == 0,), daemon=True) for i in range(count)]
-    for thread in threads:
-        thread.start()
-    try:
-        for _ in range(count):
-            connected.acquire(timeout=60)
+    with trickling_clients(port, count):
         return max(_fresh_get(port, headers) for _ in range(3))
-    finally:
-        stop.set()
-        for thread in threads:
-            thread.join(60)
 
 
 def main() -> None:

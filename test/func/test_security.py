@@ -19,6 +19,7 @@ from urllib.parse import quote
 import pytest
 
 from devsupport.agentproc import AgentProcess
+from devsupport.slowclients import trickling_clients
 from devsupport.sql import run_sql
 from temboardagent.embedded import throwaway_cluster
 
@@ -554,39 +555,9 @@ def test_header_flood(env):
 def _answered_while_trickling(env, count: int) -> None:
     """``count`` clients trickle one byte a second (half in TLS, half in the TLS
     handshake); once all are connected, a normal request is still answered."""
-    agent = env.agent
-    stop = threading.Event()
-    connected = threading.Semaphore(0)
-
-    def slow(tls_first: bool) -> None:
-        try:
-            raw = socket.create_connection(("127.0.0.1", agent.port), timeout=HANG)
-            sock = _tls_context().wrap_socket(raw) if tls_first else raw
-            data = b"GET /profile HTTP/1.1\r\nHost: x\r\nX-Slow: " + b"s" * 100
-            if not tls_first:  # a TLS record header, then its content byte by byte
-                data = bytes.fromhex("1603010200") + b"\x01" * 100
-            sock.send(data[:1])
-            connected.release()
-            for byte in data[1:]:
-                if stop.wait(1):
-                    break
-                sock.send(bytes([byte]))
-            sock.close()
-        except OSError:
-            connected.release()
-
-    threads = [threading.Thread(target=slow, args=(i % 2 == 0,), daemon=True) for i in range(count)]
-    for thread in threads:
-        thread.start()
-    try:
-        for _ in range(count):
-            assert connected.acquire(timeout=HANG), "the trickling clients did not connect"
+    with trickling_clients(env.agent.port, count, timeout=HANG):
         for _ in range(3):
-            _answered(agent)
-    finally:
-        stop.set()
-        for thread in threads:
-            thread.join(HANG)
+            _answered(env.agent)
 
 
 def test_a_few_slow_clients_do_not_stall_others(env):
